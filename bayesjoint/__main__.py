@@ -1,0 +1,5 @@
+"""``python -m bayesjoint``."""
+
+from bayesjoint.cli import main
+
+raise SystemExit(main())
