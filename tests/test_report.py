@@ -56,5 +56,5 @@ def test_load_errors(tmp_path):
     bad.write_text("not a netCDF file")
     with pytest.raises(ValueError, match="not a readable netCDF file"):
         bj.load(bad)
-    with pytest.raises(TypeError, match="bj.save needs an arviz.InferenceData"):
+    with pytest.raises(TypeError, match=r"bj\.save needs an arviz\.InferenceData"):
         bj.save({"x": 1}, tmp_path / "x.nc")
