@@ -161,13 +161,13 @@ class JointInversion:
             predicted = mod.predicted_shape(shapes)
             if predicted is not None:
                 self._check_prediction_shape(mod, predicted)
+        coupling_names = [c.name for c in self.couplings]
         for coupling in self.couplings:
-            unknown = [n for n in coupling.inputs if n not in self.latent]
-            if unknown:
+            if coupling_names.count(coupling.name) > 1:
                 raise ValueError(
-                    f"coupling {coupling.name!r} reads unknown latent variable(s) {unknown}; "
-                    f"the problem declares {sorted(self.latent)}"
+                    f"duplicate coupling name {coupling.name!r}; give each coupling name=..."
                 )
+            coupling.validate(self.latent)
         self._model: pm.Model | None = None
 
     # -- validation helpers ---------------------------------------------------------------
@@ -218,7 +218,7 @@ class JointInversion:
         with pm.Model(coords=coords) as model:
             tensors = {name: var.build() for name, var in self.latent.items()}
             for coupling in self.couplings:
-                coupling.build(_LatentMapping(tensors, f"coupling {coupling.name!r}"))
+                coupling.build(_LatentMapping(tensors, f"coupling {coupling.name!r}"), self.latent)
             for mod in self.modalities.values():
                 mu = pt.as_tensor_variable(
                     mod.predict(_LatentMapping(tensors, f"modality {mod.name!r}"))
@@ -366,11 +366,15 @@ class JointInversion:
             Naming the first part that is not linear-Gaussian (a prior, a physics or observation
             operator, a noise model, a coupling).
         """
-        if self.couplings:
-            raise ValueError(
-                f"coupling {self.couplings[0].name!r} makes the problem non-Gaussian for the exact "
-                "path; use sample() instead"
-            )
+        factors_by_coupling = {}
+        for coupling in self.couplings:
+            factor = coupling.gaussian_factor(self.latent)
+            if factor is None:
+                raise ValueError(
+                    f"coupling {coupling.name!r} ({coupling!r}) is not a linear-Gaussian factor "
+                    "with fixed parameters, so the exact path does not apply; use sample()"
+                )
+            factors_by_coupling[coupling.name] = factor
         means, factors, labels, latent_of = [], [], [], []
         columns: dict[str, slice] = {}
         start = 0
@@ -426,12 +430,22 @@ class JointInversion:
             else:
                 operators.append(sla.solve_triangular(noise_factor, a_full, lower=True))
                 residuals.append(sla.solve_triangular(noise_factor, resid, lower=True))
+        names = list(self.modalities)
+        for cname, (ops, offset, sd) in factors_by_coupling.items():
+            rows = np.zeros((np.size(offset), n))
+            for name, mat in ops.items():
+                mat = mat.toarray() if sp.issparse(mat) else np.asarray(mat, dtype=float)
+                rows[:, columns[name]] += mat
+            sd = np.broadcast_to(np.asarray(sd, dtype=float), np.shape(offset))
+            operators.append(rows / sd[:, None])
+            residuals.append(np.asarray(offset, dtype=float) / sd)
+            names.append(cname)
         return LinearGaussianSystem(
             labels=labels,
             latent_of=latent_of,
             prior_mean=np.concatenate(means),
             prior_factor=sla.block_diag(*factors),
-            modalities=list(self.modalities),
+            modalities=names,
             operators=operators,
             residuals=residuals,
         )
@@ -456,7 +470,9 @@ class JointInversion:
     def information_budget(self) -> xr.Dataset:
         """Return each modality's information contribution (linear-Gaussian problems).
 
-        See :func:`bayesjoint.linear.information_budget` for the variables.
+        See :func:`bayesjoint.linear.information_budget` for the variables. A coupling that is a
+        linear-Gaussian factor (e.g. a linear petrophysical link) contributes like a modality and
+        appears on the ``modality`` dimension under its own name.
         """
         return self.linear_gaussian_system().budget()
 

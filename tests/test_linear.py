@@ -232,3 +232,60 @@ def test_linear_observation_composes_with_physics():
     p1 = bj.JointInversion([x], [chained]).exact_posterior()
     p2 = bj.JointInversion([x], [direct]).exact_posterior()
     np.testing.assert_allclose(p1["cov"], p2["cov"], rtol=1e-12)
+
+
+class _Tie(bj.coupling.Coupling):
+    """x[0] - x[1] ~ N(0, s²): the simplest linear-Gaussian coupling."""
+
+    name = "tie"
+    inputs = ("x",)
+
+    def __init__(self, s):
+        self.s = s
+
+    def build(self, latent, variables):
+        import pymc as pm
+
+        pm.Potential(self.name, -0.5 * ((latent["x"][0] - latent["x"][1]) / self.s) ** 2)
+
+    def gaussian_factor(self, variables):
+        return {"x": np.array([[1.0, -1.0]])}, np.zeros(1), np.array([self.s])
+
+
+def test_gaussian_coupling_is_one_more_factor():
+    # Prior N(0, I₂), one datum x0 = d (sd σ), tie x0 − x1 ~ N(0, s²): posterior precision
+    # [[1 + 1/σ² + 1/s², −1/s²], [−1/s², 1 + 1/s²]] by hand.
+    sigma, s, d = 0.5, 0.3, 1.2
+    x = bj.Parameter("x", shape=2, prior=bj.priors.Normal(0.0, 1.0))
+    mod = bj.Modality("m", bj.physics.Linear([[1.0, 0.0]], "x"), [d], bj.noise.Gaussian(sigma))
+    problem = bj.JointInversion([x], [mod], couplings=[_Tie(s)])
+    lam = np.array([[1 + 1 / sigma**2 + 1 / s**2, -1 / s**2], [-1 / s**2, 1 + 1 / s**2]])
+    cov = np.linalg.inv(lam)
+    post = problem.exact_posterior()
+    np.testing.assert_allclose(post["cov"].values, cov, rtol=1e-12)
+    np.testing.assert_allclose(post["mean"].values, cov @ np.array([d / sigma**2, 0.0]), rtol=1e-12)
+    budget = problem.information_budget()
+    assert budget["modality"].values.tolist() == ["m", "tie"]
+    # The model's log density agrees with the exact Gaussian up to a constant: compare differences.
+    logp = problem.model.compile_logp()
+    pts = [np.array([0.3, -0.2]), np.array([1.0, 0.5])]
+    quad = [-0.5 * (p - post["mean"].values) @ lam @ (p - post["mean"].values) for p in pts]
+    got = [logp({"x": p}) for p in pts]
+    np.testing.assert_allclose(got[0] - got[1], quad[0] - quad[1], rtol=1e-10)
+
+
+def test_non_gaussian_coupling_blocks_the_exact_path():
+    class Wiggle(_Tie):
+        name = "wiggle"
+
+        def gaussian_factor(self, variables):
+            return None
+
+    x = bj.Parameter("x", shape=2, prior=bj.priors.Normal(0.0, 1.0))
+    mod = bj.Modality("m", bj.physics.Linear([[1.0, 0.0]], "x"), [1.0], bj.noise.Gaussian(1.0))
+    with pytest.raises(ValueError, match="coupling 'wiggle'"):
+        bj.JointInversion([x], [mod], couplings=[Wiggle(1.0)]).exact_posterior()
+    with pytest.raises(ValueError, match="coupling 'tie' reads unknown latent variable"):
+        tie = _Tie(1.0)
+        tie.inputs = ("y",)
+        bj.JointInversion([x], [mod], couplings=[tie])
