@@ -7,7 +7,7 @@ exact linear-Gaussian posterior and a per-modality information budget where it a
 
 __version__ = "0.1.0"
 
-from bayesjoint import coupling, noise, observe, physics, priors
+from bayesjoint import coupling, discrepancy, noise, observe, physics, priors
 from bayesjoint.grid import Grid
 from bayesjoint.joint import JointInversion
 from bayesjoint.latent import Field, Parameter
@@ -22,6 +22,7 @@ __all__ = [
     "Parameter",
     "__version__",
     "coupling",
+    "discrepancy",
     "load",
     "noise",
     "observe",

@@ -19,6 +19,7 @@ from bayesjoint.latent import LatentVariable
 from bayesjoint.linear import LinearGaussianSystem
 from bayesjoint.modality import Modality
 from bayesjoint.noise import Gaussian
+from bayesjoint.priors import Prior
 from bayesjoint.report import attach_provenance, provenance
 
 __all__ = ["JointInversion"]
@@ -161,6 +162,7 @@ class JointInversion:
             predicted = mod.predicted_shape(shapes)
             if predicted is not None:
                 self._check_prediction_shape(mod, predicted)
+        self._check_discrepancy_blocks()
         coupling_names = [c.name for c in self.couplings]
         for coupling in self.couplings:
             if coupling_names.count(coupling.name) > 1:
@@ -171,6 +173,28 @@ class JointInversion:
         self._model: pm.Model | None = None
 
     # -- validation helpers ---------------------------------------------------------------
+    def _check_discrepancy_blocks(self) -> None:
+        for block, mods in self.blocks():
+            if len(mods) < 2:
+                continue
+            process = mods[0].discrepancy.process
+            names = [m.name for m in mods]
+            if process.name is None:
+                raise ValueError(
+                    f"modalities {names} share one discrepancy process; give it a name, e.g. "
+                    "bj.discrepancy.GP(..., name='shared_discrepancy'), which names their block"
+                )
+            if block in self.modalities or block in self.latent or block in self._coords:
+                raise ValueError(
+                    f"discrepancy name {block!r} (the block of {names}) is already used; rename it"
+                )
+            widths = {m.discrepancy_coords.shape[1] for m in mods}
+            if len(widths) > 1:
+                raise ValueError(
+                    f"modalities {names} share discrepancy {block!r} but their coordinates have "
+                    f"different dimensions {sorted(widths)}; give coordinates in one common space"
+                )
+
     def _collect_coords(self) -> dict[str, np.ndarray]:
         coords: dict[str, np.ndarray] = {}
         owner: dict[str, str] = {}
@@ -213,12 +237,36 @@ class JointInversion:
             self._model = self._build_model()
         return self._model
 
+    def blocks(self) -> list[tuple[str, list[Modality]]]:
+        """Return the likelihood blocks: ``(name, modalities)`` in declaration order.
+
+        Every modality is its own block, except modalities sharing one discrepancy process,
+        which form one block named after the process.
+        """
+        blocks: list[tuple[str, list[Modality]]] = []
+        by_process: dict[int, list[Modality]] = {}
+        for mod in self.modalities.values():
+            if mod.discrepancy is None:
+                blocks.append((mod.name, [mod]))
+                continue
+            key = id(mod.discrepancy.process)
+            if key not in by_process:
+                by_process[key] = []
+                blocks.append((self._process_name(mod), by_process[key]))
+            by_process[key].append(mod)
+        return [(name if len(mods) > 1 else mods[0].name, mods) for name, mods in blocks]
+
+    def _process_name(self, mod: Modality) -> str:
+        process = mod.discrepancy.process
+        return process.name if process.name is not None else f"{mod.name}_discrepancy"
+
     def _build_model(self) -> pm.Model:
         coords = {dim: values for dim, values in self._coords.items()}
         with pm.Model(coords=coords) as model:
             tensors = {name: var.build() for name, var in self.latent.items()}
             for coupling in self.couplings:
                 coupling.build(_LatentMapping(tensors, f"coupling {coupling.name!r}"), self.latent)
+            means = {}
             for mod in self.modalities.values():
                 mu = pt.as_tensor_variable(
                     mod.predict(_LatentMapping(tensors, f"modality {mod.name!r}"))
@@ -227,8 +275,61 @@ class JointInversion:
                 if len(static) != mod.data.ndim or any(s is None for s in static):
                     static = self._evaluate_shape(model, mu)
                 self._check_prediction_shape(mod, static)
-                mod.noise.build(mod.name, mu, mod.data, mod.dims)
+                means[mod.name] = mu
+            for block, mods in self.blocks():
+                if mods[0].discrepancy is None:
+                    mod = mods[0]
+                    mod.noise.build(mod.name, means[mod.name], mod.data, mod.dims)
+                else:
+                    self._build_discrepancy_block(model, block, mods, means)
         return model
+
+    def _build_discrepancy_block(
+        self, model: pm.Model, block: str, mods: list[Modality], means: dict[str, Any]
+    ) -> None:
+        from bayesjoint import discrepancy as dsc
+
+        process = mods[0].discrepancy.process
+        pname = self._process_name(mods[0])
+        coords = np.concatenate([m.discrepancy_coords for m in mods])
+        data = np.concatenate([m.data.ravel() for m in mods])
+        ls, amp, ls_range = dsc.build_hyperparameters(process, pname, coords, data)
+        scales = []
+        for mod in mods:
+            s = mod.discrepancy.scale
+            if isinstance(s, Prior):
+                s = s.build(f"{mod.name}_discrepancy_scale", (), None)
+            scales.append(pt.ones(mod.n_data) * s)
+        method = process.method
+        if method == "auto":
+            method = "exact" if data.size <= dsc.EXACT_MAX_DATA else "hsgp"
+        process.hsgp_settings = {}
+        process.route = method
+        if method == "hsgp":
+            delta = dsc.hsgp_values(process, pname, coords, ls, amp, ls_range)
+            start = 0
+            for mod, scale in zip(mods, scales, strict=True):
+                piece = delta[start : start + mod.n_data] * scale
+                start += mod.n_data
+                mod.noise.build(mod.name, means[mod.name] + piece, mod.data, mod.dims)
+            return
+        for mod in mods:
+            if not isinstance(mod.noise, Gaussian):
+                raise ValueError(
+                    f"modality {mod.name!r}: the exact discrepancy route needs Gaussian noise, "
+                    f"got {mod.noise!r}; use bj.discrepancy.GP(method='hsgp')"
+                )
+        scale_all = pt.concatenate(scales)
+        kernel = dsc.symbolic_kernel(process, coords, ls, amp) * pt.outer(scale_all, scale_all)
+        noise = pt.linalg.block_diag(*[m.noise.covariance_tensor(m.name, m.n_data) for m in mods])
+        mu = pt.concatenate([pt.as_tensor_variable(means[m.name]).flatten() for m in mods])
+        if len(mods) == 1:
+            dims = mods[0].dims
+        else:
+            dims = (f"{block}_obs",)
+            labels = [f"{m.name}[{i}]" for m in mods for i in range(m.n_data)]
+            model.add_coord(dims[0], labels)
+        pm.MvNormal(block, mu=mu, cov=noise + kernel, observed=data, dims=dims)
 
     @staticmethod
     def _evaluate_shape(model: pm.Model, tensor: Any) -> tuple[int, ...]:
@@ -346,7 +447,7 @@ class JointInversion:
         with self.model:
             out = pm.sample_posterior_predictive(
                 idata,
-                var_names=list(self.modalities),
+                var_names=[rv.name for rv in self.model.observed_RVs],
                 random_seed=seed,
                 extend_inferencedata=extend_inferencedata,
                 progressbar=progressbar,
@@ -392,45 +493,30 @@ class JointInversion:
             columns[name] = slice(start, start + var.size)
             start += var.size
         n = start
-        operators, residuals = [], []
-        for mod in self.modalities.values():
-            op = mod.linear_operator(self.latent_shapes)
-            if op is None:
-                part = (
-                    "physics" if mod.physics.linear_operator() is None else "observation operator"
-                )
-                which = mod.physics if part == "physics" else mod.observe
-                raise ValueError(
-                    f"modality {mod.name!r}: its {part} {which!r} is not linear, so the exact path "
-                    "does not apply; use bj.physics.Linear / a linear observation, or sample()"
-                )
-            if not isinstance(mod.noise, Gaussian):
-                raise ValueError(
-                    f"modality {mod.name!r}: noise {mod.noise!r} is not Gaussian; the exact path "
-                    "needs bj.noise.Gaussian with a known sd or covariance"
-                )
-            noise_factor = mod.noise.known_covariance_factor(mod.data.shape)
-            if noise_factor is None:
-                raise ValueError(
-                    f"modality {mod.name!r}: noise {mod.noise!r} is learned, so the posterior is "
-                    "not Gaussian; fix the sd to use the exact path, or use sample()"
-                )
-            a_local, offset = op
-            a_local = a_local.toarray() if sp.issparse(a_local) else np.asarray(a_local)
-            a_full = np.zeros((mod.n_data, n))
-            col = 0
-            for name in mod.physics.inputs:
-                size = self.latent[name].size
-                a_full[:, columns[name]] += a_local[:, col : col + size]
-                col += size
-            resid = mod.data.ravel() - offset
-            if noise_factor.ndim == 1:
-                operators.append(a_full / noise_factor[:, None])
-                residuals.append(resid / noise_factor)
+        operators, residuals, names = [], [], []
+        for block, mods in self.blocks():
+            rows, resids, covs = [], [], []
+            for mod in mods:
+                a_full, resid, noise_cov = self._linear_block_part(mod, columns, n)
+                rows.append(a_full)
+                resids.append(resid)
+                covs.append(noise_cov)
+            a_block, r_block = np.vstack(rows), np.concatenate(resids)
+            if mods[0].discrepancy is None:
+                factor = covs[0]
             else:
-                operators.append(sla.solve_triangular(noise_factor, a_full, lower=True))
-                residuals.append(sla.solve_triangular(noise_factor, resid, lower=True))
-        names = list(self.modalities)
+                factor = sla.cholesky(
+                    sla.block_diag(*[c @ c.T if c.ndim == 2 else np.diag(c**2) for c in covs])
+                    + self._fixed_discrepancy_covariance(mods),
+                    lower=True,
+                )
+            if factor.ndim == 1:
+                operators.append(a_block / factor[:, None])
+                residuals.append(r_block / factor)
+            else:
+                operators.append(sla.solve_triangular(factor, a_block, lower=True))
+                residuals.append(sla.solve_triangular(factor, r_block, lower=True))
+            names.append(block)
         for cname, (ops, offset, sd) in factors_by_coupling.items():
             rows = np.zeros((np.size(offset), n))
             for name, mat in ops.items():
@@ -449,6 +535,58 @@ class JointInversion:
             operators=operators,
             residuals=residuals,
         )
+
+    def _linear_block_part(self, mod: Modality, columns: dict[str, slice], n: int):
+        """Return ``(A, d − b, noise factor)`` of one modality on the stacked latent vector.
+
+        The noise factor is the sd vector (diagonal noise) or the covariance's Cholesky factor.
+        """
+        op = mod.linear_operator(self.latent_shapes)
+        if op is None:
+            part = "physics" if mod.physics.linear_operator() is None else "observation operator"
+            which = mod.physics if part == "physics" else mod.observe
+            raise ValueError(
+                f"modality {mod.name!r}: its {part} {which!r} is not linear, so the exact path "
+                "does not apply; use bj.physics.Linear / a linear observation, or sample()"
+            )
+        if not isinstance(mod.noise, Gaussian):
+            raise ValueError(
+                f"modality {mod.name!r}: noise {mod.noise!r} is not Gaussian; the exact path "
+                "needs bj.noise.Gaussian with a known sd or covariance"
+            )
+        noise_factor = mod.noise.known_covariance_factor(mod.data.shape)
+        if noise_factor is None:
+            raise ValueError(
+                f"modality {mod.name!r}: noise {mod.noise!r} is learned, so the posterior is "
+                "not Gaussian; fix the sd to use the exact path, or use sample()"
+            )
+        a_local, offset = op
+        a_local = a_local.toarray() if sp.issparse(a_local) else np.asarray(a_local)
+        a_full = np.zeros((mod.n_data, n))
+        col = 0
+        for name in mod.physics.inputs:
+            size = self.latent[name].size
+            a_full[:, columns[name]] += a_local[:, col : col + size]
+            col += size
+        return a_full, mod.data.ravel() - offset, noise_factor
+
+    @staticmethod
+    def _fixed_discrepancy_covariance(mods: list[Modality]) -> np.ndarray:
+        """Return ``s_a s_b K(x_a, x_b)`` over a block with fixed discrepancy hyperparameters."""
+        from bayesjoint.discrepancy import kernel_matrix
+
+        process = mods[0].discrepancy.process
+        scales = [m.discrepancy.scale for m in mods]
+        if not process.fixed or not all(isinstance(s, float) for s in scales):
+            raise ValueError(
+                f"modality {mods[0].name!r}: its discrepancy has learned hyperparameters or "
+                "scales, so the posterior is not Gaussian; fix lengthscale, amplitude and scale "
+                "to use the exact path, or use sample()"
+            )
+        coords = np.concatenate([m.discrepancy_coords for m in mods])
+        s = np.concatenate([np.full(m.n_data, sc) for m, sc in zip(mods, scales, strict=True)])
+        k = kernel_matrix(coords, coords, process.kernel, process.lengthscale, process.amplitude)
+        return k * np.outer(s, s)
 
     def exact_posterior(self) -> xr.Dataset:
         """Return the exact posterior of a linear-Gaussian problem.

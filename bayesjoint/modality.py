@@ -9,6 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 import xarray as xr
 
+from bayesjoint.discrepancy import as_term
 from bayesjoint.latent import check_name
 from bayesjoint.noise import Noise
 from bayesjoint.observe import Observation, as_observation
@@ -41,6 +42,9 @@ class Modality:
         Data dimension names for numpy data.
     coords : mapping of str to array_like, optional
         Coordinate values for numpy data.
+    discrepancy : bayesjoint.discrepancy.GP or DiscrepancyTerm, optional
+        A Gaussian-process model discrepancy added to the prediction (1-D data). Attaching the
+        same GP to several modalities makes it shared; see :mod:`bayesjoint.discrepancy`.
 
     Examples
     --------
@@ -63,6 +67,7 @@ class Modality:
         units: str | None = None,
         dims: Sequence[str] | None = None,
         coords: Mapping[str, Any] | None = None,
+        discrepancy: Any = None,
     ):
         self.name = check_name(name, "Modality")
         try:
@@ -79,6 +84,17 @@ class Modality:
         self.data, self.dims, self.coords, data_units = self._read_data(data, dims, coords)
         self.units = units if units is not None else data_units
         self.noise.validate(self.name, self.data.shape)
+        self.discrepancy = as_term(discrepancy, self.name)
+        self.discrepancy_coords = None
+        if self.discrepancy is not None:
+            if self.data.ndim != 1:
+                raise ValueError(
+                    f"modality {self.name!r}: a discrepancy needs 1-D data, got shape "
+                    f"{self.data.shape}; flatten the data and give the coordinates per datum"
+                )
+            self.discrepancy_coords = self.discrepancy.resolve_coords(
+                self.name, self.data, self.coords
+            )
 
     def _read_data(self, data, dims, coords):
         units = None

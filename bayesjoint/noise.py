@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import pymc as pm
+import pytensor.tensor as pt
 import scipy.linalg as sla
 
 from bayesjoint.priors import Prior
@@ -148,6 +149,22 @@ class Gaussian(Noise):
                 self._chol = sla.cholesky(self.cov, lower=True)
             return self._chol
         return np.broadcast_to(self.sd, data_shape).ravel().astype(float)
+
+    def covariance_tensor(self, modality: str, n: int) -> Any:
+        """Return the ``(n, n)`` noise covariance as a tensor, adding learned variables if any.
+
+        Used when the noise is combined with a marginalized discrepancy covariance.
+        """
+        if isinstance(self.sd, Prior):
+            sigma = self.sd.build(f"{modality}_sigma", (), None)
+            return pt.eye(n) * sigma**2
+        factor = (
+            1.0 if self.scale is None else self.scale.build(f"{modality}_noise_scale", (), None)
+        )
+        if self.cov is not None:
+            return factor**2 * pt.constant(self.cov)
+        sd = np.broadcast_to(self.sd, (n,)).astype(float)
+        return factor**2 * pt.diag(pt.constant(sd**2))
 
     def build(self, modality, mu, data, dims):
         """Add the observed ``Normal``/``MvNormal`` named after the modality."""
