@@ -37,7 +37,8 @@ def test_scalar_formula_with_discrepancy():
         for k, (hk, sk, ak) in enumerate(zip(h, sd, sd_delta, strict=True))
     ]
     post = bj.JointInversion([m], mods).exact_posterior()
-    expected = 1 / (1 / sigma0**2 + sum(hk**2 / (s**2 + a**2) for hk, s, a in zip(h, sd, sd_delta)))
+    terms = [hk**2 / (s**2 + a**2) for hk, s, a in zip(h, sd, sd_delta, strict=True)]
+    expected = 1 / (1 / sigma0**2 + sum(terms))
     assert float(post["sd"][0]) ** 2 == pytest.approx(expected, rel=1e-12)
     # Negative control: ignoring the discrepancy gives a different (overconfident) variance.
     naive = 1 / (1 / sigma0**2 + sum(hk**2 / s**2 for hk, s in zip(h, sd, strict=True)))
