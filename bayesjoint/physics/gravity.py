@@ -8,6 +8,7 @@ density contrast below a station gives a positive anomaly (the usual gravity-ano
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +24,7 @@ G = 6.6743e-11
 #: Conversion from m/s² to mGal.
 SI_TO_MGAL = 1e5
 # Target number of float64 elements in one chunk's node array (bounds peak memory per chunk).
-_CHUNK_ELEMENTS = 2**21
+_CHUNK_ELEMENTS = 2**16
 
 
 # ----------------------------------------------------------------------------------------------
@@ -108,15 +109,29 @@ def _to_grid_order(canonical: np.ndarray, grid: Grid, axes: tuple[str, ...]) -> 
 
 
 def _nodal_sensitivity(
-    node_fn: Callable[..., np.ndarray], edges: list[np.ndarray], stations: np.ndarray
+    node_fn: Callable[..., np.ndarray],
+    edges: list[np.ndarray],
+    stations: np.ndarray,
+    scale: float = 1.0,
+    distinct: bool = False,
 ) -> np.ndarray:
     """Apply ``node_fn`` at every grid node relative to each station and difference to cells.
 
     ``node_fn(*rel)`` returns the antiderivative at the nodes; ``rel[a]`` is the (source minus
     station) coordinate along axis ``a``, broadcastable to ``(chunk, *node_shape)``. The cell
     values are the mixed finite differences over every axis, which equal the signed corner sums
-    of the closed forms: adjacent cells share their corner evaluations.
+    of the closed forms: adjacent cells share their corner evaluations. The result is multiplied
+    by ``scale`` chunk by chunk (no full-size temporary).
+
+    With ``distinct=True`` (only for an elementwise ``node_fn`` whose value does not depend on
+    the sign of a zero argument), the closed form is evaluated once per distinct
+    coordinate-difference triple when that is less work (see :func:`_distinct_plan`); the result
+    is bit-for-bit that of the general path.
     """
+    if distinct:
+        plan = _distinct_plan(edges, stations)
+        if plan is not None:
+            return _distinct_sensitivity(node_fn, plan, scale)
     ndim = len(edges)
     node_shape = tuple(e.size for e in edges)
     out = np.empty((stations.shape[0], *(s - 1 for s in node_shape)))
@@ -132,7 +147,119 @@ def _nodal_sensitivity(
         vals = node_fn(*rel)
         for a in range(ndim):
             vals = np.diff(vals, axis=a + 1)
-        out[start : start + chunk] = vals
+        np.multiply(vals, scale, out=out[start : start + chunk])
+    return out
+
+
+def _distinct_plan(edges: list[np.ndarray], stations: np.ndarray) -> list[tuple] | None:
+    """Return the per-axis distinct-value plan of :func:`_distinct_sensitivity`, or None.
+
+    For axis ``a``, the node coordinates relative to the stations, ``edges[a] − stations[:, a]``
+    (shape ``(n, n_edges)``), usually repeat when the stations lie on a grid aligned with the
+    model: ``u`` holds their distinct values and ``inv`` the index of each in ``u``. A cell's
+    difference along ``a`` only needs the pair ``(inv[:, i], inv[:, i + 1])``; the distinct pairs
+    are ``(lo, hi)`` (indices into ``u``) and ``pair[s, i]`` is the pair of cell ``i`` seen from
+    station ``s``. Each entry is ``(u, lo, hi, pair)``.
+
+    None is returned when the lattice of distinct values plus the differenced lattices would have
+    as many elements as the node–station product (scattered stations): then the general path is
+    cheaper.
+    """
+    n = stations.shape[0]
+    work_general = n * math.prod([e.size for e in edges])
+    plan = []
+    for a, e in enumerate(edges):
+        # The same subtraction as the general path, so the distinct values are bit-identical.
+        rel = e[None, :] - stations[:, a : a + 1]
+        u, inv = np.unique(rel, return_inverse=True)
+        inv = inv.reshape(rel.shape)
+        plan.append([u, inv])
+    if math.prod([p[0].size for p in plan]) >= work_general:
+        return None
+    for p in plan:
+        u, inv = p
+        key = inv[:, :-1] * u.size + inv[:, 1:]
+        pairs, pair = np.unique(key, return_inverse=True)
+        p[:] = [u, pairs // u.size, pairs % u.size, pair.reshape(key.shape)]
+    # Lattice sizes: the evaluation, then one differencing stage per axis.
+    sizes = [p[0].size for p in plan]
+    work = math.prod(sizes)
+    for a, p in enumerate(plan):
+        sizes[a] = p[1].size
+        work += math.prod(sizes)
+    if work >= work_general:
+        return None
+    return [tuple(p) for p in plan]
+
+
+def _row_gather_rows(plan: list[tuple]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Return ``(rows, row_of)`` for a row-wise gather along the last axis, or None.
+
+    ``rows`` are the distinct per-station pair-index rows of the last axis (one per station
+    height when the stations are at a few heights) and ``row_of[s]`` is station ``s``'s row.
+    Pre-gathering the lattice for each of them lets whole rows be copied at once; that is used
+    only while the pre-gathered table stays below a quarter of the result's size (otherwise,
+    e.g. one distinct height per station, cells are gathered one by one).
+    """
+    pair_last = plan[-1][3]
+    rows, row_of = np.unique(pair_last, axis=0, return_inverse=True)
+    n, n_last = pair_last.shape
+    table_size = rows.shape[0] * math.prod([p[1].size for p in plan[:-1]]) * n_last
+    if table_size > n * math.prod([p[3].shape[1] for p in plan]) // 4:
+        return None
+    return rows, row_of.reshape(-1)
+
+
+def _distinct_sensitivity(
+    node_fn: Callable[..., np.ndarray], plan: list[tuple], scale: float
+) -> np.ndarray:
+    """Evaluate ``node_fn`` on the lattice of distinct node coordinates and gather per station.
+
+    The lattice ``node_fn(u_0 × u_1 × …)`` is differenced along each axis in the same order and
+    with the same subtraction as ``np.diff`` in the general path (``hi − lo`` for every distinct
+    pair), scaled, and the cell values are then gathered with the per-station pair indices, so
+    every matrix entry is computed by exactly the same floating-point operations on the same
+    operands as in the general path.
+    """
+    ndim = len(plan)
+    n = plan[0][3].shape[0]
+    ncells = tuple(p[3].shape[1] for p in plan)
+    lat = node_fn(
+        *(p[0].reshape([-1 if b == a else 1 for b in range(ndim)]) for a, p in enumerate(plan))
+    )
+    for a, (_, lo, hi, _) in enumerate(plan):
+        lat = np.take(lat, hi, axis=a) - np.take(lat, lo, axis=a)
+    lat *= scale
+    out = np.empty((n, *ncells))
+    row_table = _row_gather_rows(plan)
+    if row_table is not None:
+        rows, row_of = row_table
+        lead = lat.shape[:-1]
+        # table[(i_0, …, i_{ndim-2}, r)] is the row lat[i_0, …, i_{ndim-2}, rows[r]].
+        table = lat[..., rows].reshape(-1, ncells[-1])
+        chunk = max(1, _CHUNK_ELEMENTS // math.prod(ncells))
+        for start in range(0, n, chunk):
+            sl = slice(start, start + chunk)
+            idx = np.zeros((min(chunk, n - start), *ncells[:-1]), dtype=np.intp)
+            for a in range(ndim - 1):
+                shape = [1] * ndim
+                shape[0], shape[a + 1] = -1, ncells[a]
+                idx *= lead[a]
+                idx += plan[a][3][sl].reshape(shape)
+            idx *= rows.shape[0]
+            idx += row_of[sl].reshape([-1] + [1] * (ndim - 1))
+            # mode="clip" (indices are in range) lets take write straight into ``out``.
+            np.take(table, idx, axis=0, out=out[sl], mode="clip")
+        return out
+    chunk = max(1, _CHUNK_ELEMENTS // math.prod(ncells))
+    for start in range(0, n, chunk):
+        sl = slice(start, start + chunk)
+        index = []
+        for a in range(ndim):
+            shape = [1] * (ndim + 1)
+            shape[0], shape[a + 1] = -1, ncells[a]
+            index.append(plan[a][3][sl].reshape(shape))
+        out[sl] = lat[tuple(index)]
     return out
 
 
@@ -349,7 +476,12 @@ def gravity_sensitivity(grid: Grid, stations: Any) -> np.ndarray:
     with ``ξ, ζ`` the corner coordinates relative to the station. A wide 2-D slab gives the
     Bouguer value ``2πGΔρh``. Evaluations are shared between adjacent cells: the antiderivative
     is computed once per grid node and station and differenced along each axis, with stations
-    processed in chunks to bound memory.
+    processed in small chunks to bound memory. When the stations lie on a grid aligned with the
+    model, the node-minus-station coordinates repeat along each axis; the antiderivative is then
+    evaluated and differenced once per *distinct* coordinate combination and the cell values are
+    gathered per station, whenever that lattice is smaller than the node–station product. Both
+    routes perform the same floating-point operations on the same operands, so they give
+    identical matrices; peak memory is close to the size of the result.
 
     Examples
     --------
@@ -365,9 +497,12 @@ def gravity_sensitivity(grid: Grid, stations: Any) -> np.ndarray:
     st = _stations_for(axes, stations)
     edges = [grid.edges[a] for a in axes]
     if len(axes) == 3:
-        canonical = _PRISM_FACTOR * _nodal_sensitivity(_gz_prism_nodes, edges, st)
+        node_fn, factor = _gz_prism_nodes, _PRISM_FACTOR
     else:
-        canonical = _RECT2D_FACTOR * _nodal_sensitivity(_gz_rect2d_nodes, edges, st)
+        node_fn, factor = _gz_rect2d_nodes, _RECT2D_FACTOR
+    # Both closed forms are elementwise and ignore the sign of a zero coordinate (each term with
+    # a zero factor is set to its limit 0), as the distinct-value path requires.
+    canonical = _nodal_sensitivity(node_fn, edges, st, scale=factor, distinct=True)
     return _to_grid_order(canonical, grid, axes)
 
 
