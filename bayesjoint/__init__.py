@@ -7,10 +7,21 @@ exact linear-Gaussian posterior and a per-modality information budget where it a
 
 __version__ = "0.1.0"
 
-from bayesjoint import coupling, discrepancy, noise, observe, physics, priors
+from bayesjoint import (
+    coupling,
+    diagnostics,
+    discrepancy,
+    linearize,
+    noise,
+    observe,
+    physics,
+    priors,
+)
+from bayesjoint.diagnostics import diagnose
 from bayesjoint.grid import Grid
 from bayesjoint.joint import JointInversion
 from bayesjoint.latent import Field, Parameter
+from bayesjoint.linearize import expected_information_gain, linearized_budget
 from bayesjoint.modality import Modality
 from bayesjoint.report import load, save
 
@@ -22,11 +33,22 @@ __all__ = [
     "Parameter",
     "__version__",
     "coupling",
+    "diagnose",
+    "diagnostics",
     "discrepancy",
+    "expected_information_gain",
+    "linearize",
+    "linearized_budget",
     "load",
     "noise",
     "observe",
     "physics",
     "priors",
+    "report",
     "save",
 ]
+
+# bj.report (the HTML report function) deliberately takes the attribute name of the submodule
+# bayesjoint.report (netCDF save/load); it must be bound after that submodule is imported.
+# ``from bayesjoint.report import save`` keeps working.
+from bayesjoint.html_report import report

@@ -1,0 +1,142 @@
+"""The `bayesjoint` command: run → diagnose → report round trip, help, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import bayesjoint as bj
+from bayesjoint import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """`bayesjoint run profile_gravity_borehole --quick` once for the module."""
+    out = tmp_path_factory.mktemp("run") / "p.nc"
+    status = cli.main(
+        ["run", "profile_gravity_borehole", "--quick", "--out", str(out), "--seed", "5"]
+    )
+    assert status == 0
+    return out
+
+
+def test_run_diagnose_report_round_trip(quick_run, capsys, tmp_path):
+    capsys.readouterr()
+    report = bj.load(quick_run)
+    assert report.posterior.attrs["random_seed"] == "5"
+    status = cli.main(["diagnose", str(quick_run), "--no-progress"])
+    text = capsys.readouterr().out
+    # 2 chains x 200 draws cannot reach the default ESS of 400: the verdict says FAIL (exit 3)
+    assert status == cli.EXIT_CHECK
+    assert "verdict: FAIL" in text and "ESS" in text
+    for word in ("density", "gravity", "borehole", "Pareto k", "conflict"):
+        assert word in text
+    # with limits fitting a short run the same file is usable (exit 0)
+    assert cli.main(["diagnose", str(quick_run), "--ess", "100", "--rhat", "1.1"]) == 0
+    capsys.readouterr()
+    assert cli.main(["diagnose", str(quick_run), "--json"]) == cli.EXIT_CHECK
+    parsed = json.loads(capsys.readouterr().out)
+    assert parsed["verdict"] == "fail" and parsed["variables"]
+    out_dir = tmp_path / "rep"
+    assert cli.main(["report", str(quick_run), "--out", str(out_dir), "--title", "quick"]) == 0
+    assert f"report written: {out_dir / 'index.html'}" in capsys.readouterr().out
+    html = (out_dir / "index.html").read_text(encoding="utf-8")
+    for key in ("field_density", "datafit_gravity", "datafit_borehole", "rank"):
+        assert f'data-figure="{key}"' in html
+        assert (out_dir / "figures" / f"{key}.png").stat().st_size > 10_000
+    # the case study stores the exact budget, so the report draws it
+    assert 'data-figure="information_budget"' in html
+    assert "<title>quick</title>" in html
+
+
+@pytest.mark.parametrize("command", ["diagnose", "report"])
+def test_unreadable_files_give_one_line_and_a_nonzero_exit(command, tmp_path, capsys, quick_run):
+    bad = tmp_path / "bad.nc"
+    bad.write_text("not a netCDF file")
+    truncated = tmp_path / "truncated.nc"
+    truncated.write_bytes(quick_run.read_bytes()[:20_000])
+    for path, why in [
+        (tmp_path / "missing.nc", "no such file"),
+        (bad, "cannot read"),
+        (truncated, "cannot read"),
+        (tmp_path, "is a folder"),
+    ]:
+        status = cli.main([command, str(path)])
+        captured = capsys.readouterr()
+        lines = captured.err.strip().splitlines()
+        assert status == cli.EXIT_ERROR
+        assert len(lines) == 1 and why in lines[0], captured.err
+        assert lines[0].startswith(f"bayesjoint {command}: ")
+        assert "Traceback" not in captured.err + captured.out
+
+
+def test_corrupt_file_in_a_real_process_has_no_traceback(tmp_path):
+    # Negative control for the in-process checks above: the real command, real stderr.
+    bad = tmp_path / "bad.nc"
+    bad.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    result = subprocess.run(
+        [sys.executable, "-m", "bayesjoint", "diagnose", str(bad)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert result.returncode == cli.EXIT_ERROR
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("bayesjoint diagnose: cannot read")
+
+
+def test_help_lists_every_command(capsys):
+    # (`python -m bayesjoint --help` as a process is covered by tests/test_cli.py)
+    assert cli.main(["--help"]) == 0
+    listed = re.findall(r"^\s{4}(\w+)\s", capsys.readouterr().out, re.MULTILINE)
+    assert listed == ["demo", "run", "diagnose", "report"]
+    for command in ("run", "diagnose", "report"):
+        assert cli.main([command, "--help"]) == 0
+        assert "usage: bayesjoint " + command in capsys.readouterr().out
+
+
+def test_run_lists_and_rejects_case_studies(capsys):
+    assert cli.main(["run", "--list"]) == 0
+    listing = capsys.readouterr().out
+    assert "profile_gravity_borehole" in listing
+    assert cli.main(["run", "no_such_study"]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no case study 'no_such_study'" in err[0]
+    assert "profile_gravity_borehole" in err[0]
+    assert cli.main(["run"]) == cli.EXIT_USAGE
+    # a path or file name selects the same study as its module name
+    assert cli.load_case_study("case_studies/profile_gravity_borehole.py").__name__.endswith(
+        "profile_gravity_borehole"
+    )
+
+
+def test_case_studies_ship_as_a_package():
+    # The case studies are installed as bayesjoint_case_studies (pyproject maps case_studies/).
+    import bayesjoint_case_studies
+
+    assert Path(bayesjoint_case_studies.__file__).parent.name in (
+        "case_studies",
+        "bayesjoint_case_studies",
+    )
+    assert "profile_gravity_borehole" in cli.case_studies()
+    # Every package directory of bayesjoint is listed in pyproject's explicit package list, so a
+    # new subpackage cannot be left out of the wheel by accident.
+    text = (ROOT / "pyproject.toml").read_text()
+    listed = set(re.findall(r'"([\w.]+)"', re.search(r"packages = \[(.*?)\]", text).group(1)))
+    found = {
+        ".".join(p.parent.relative_to(ROOT).parts)
+        for p in (ROOT / "bayesjoint").rglob("__init__.py")
+    }
+    missing = found - listed
+    assert not missing, f"add {sorted(missing)} to [tool.setuptools] packages in pyproject.toml"
+    assert "bayesjoint_case_studies" in listed
+    assert re.search(r'bayesjoint_case_studies = "case_studies"', text)
