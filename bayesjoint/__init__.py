@@ -12,10 +12,12 @@ from bayesjoint import (
     diagnostics,
     discrepancy,
     linearize,
+    multimodal,
     noise,
     observe,
     physics,
     priors,
+    search,
 )
 from bayesjoint.diagnostics import diagnose
 from bayesjoint.grid import Grid
@@ -40,12 +42,14 @@ __all__ = [
     "linearize",
     "linearized_budget",
     "load",
+    "multimodal",
     "noise",
     "observe",
     "physics",
     "priors",
     "report",
     "save",
+    "search",
 ]
 
 # bj.report (the HTML report function) deliberately takes the attribute name of the submodule

@@ -457,6 +457,28 @@ class JointInversion:
         result.posterior_predictive.attrs["posterior_predictive_seed"] = str(seed)
         return result
 
+    # -- rugged posteriors ----------------------------------------------------------------
+    def find_modes(self, bounds: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
+        """Global search for the posterior's modes; see :func:`bayesjoint.search.find_modes`."""
+        from bayesjoint.search import find_modes
+
+        return find_modes(self, bounds, **kwargs)
+
+    def sample_from_modes(self, modes: Any = None, **kwargs: Any) -> az.InferenceData:
+        """NUTS chains started from each mode, with mode weights.
+
+        See :func:`bayesjoint.multimodal.sample_from_modes`.
+        """
+        from bayesjoint.multimodal import sample_from_modes
+
+        return sample_from_modes(self, modes, **kwargs)
+
+    def sample_smc(self, draws: int = 2000, chains: int = 2, **kwargs: Any) -> az.InferenceData:
+        """Tempered sequential Monte Carlo; see :func:`bayesjoint.multimodal.sample_smc`."""
+        from bayesjoint.multimodal import sample_smc
+
+        return sample_smc(self, draws, chains, **kwargs)
+
     # -- exact linear-Gaussian path -------------------------------------------------------
     def linear_gaussian_system(self) -> LinearGaussianSystem:
         """Return the flat linear-Gaussian form of the problem.
