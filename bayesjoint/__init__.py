@@ -19,6 +19,7 @@ from bayesjoint import (
     priors,
     search,
 )
+from bayesjoint.coupling import CrossGradient, Petrophysical
 from bayesjoint.diagnostics import diagnose
 from bayesjoint.grid import Grid
 from bayesjoint.joint import JointInversion
@@ -28,11 +29,13 @@ from bayesjoint.modality import Modality
 from bayesjoint.report import load, save
 
 __all__ = [
+    "CrossGradient",
     "Field",
     "Grid",
     "JointInversion",
     "Modality",
     "Parameter",
+    "Petrophysical",
     "__version__",
     "coupling",
     "diagnose",

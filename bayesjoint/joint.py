@@ -390,6 +390,8 @@ class JointInversion:
         seed = _fresh_seed() if random_seed is None else int(random_seed)
         idata_kwargs = dict(kwargs.pop("idata_kwargs", None) or {})
         idata_kwargs.setdefault("log_likelihood", True)
+        if "step" not in kwargs:  # a user-given step method carries its own settings
+            kwargs["target_accept"] = target_accept
         with self.model:
             idata = pm.sample(
                 draws=draws,
@@ -397,7 +399,6 @@ class JointInversion:
                 chains=chains,
                 cores=cores,
                 random_seed=seed,
-                target_accept=target_accept,
                 progressbar=progressbar,
                 idata_kwargs=idata_kwargs,
                 **kwargs,

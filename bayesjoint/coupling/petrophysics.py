@@ -1,0 +1,662 @@
+"""Petrophysical relations and the soft petrophysical coupling ``b ≈ g(a)``.
+
+The relations (:func:`archie`, :func:`gardner`, :func:`wyllie`, :func:`gassmann`, :func:`faust`,
+:func:`linear`) are pure functions: numpy inputs give numpy outputs (and are checked, so a
+non-physical value raises a ValueError naming the argument), any pytensor input gives a
+differentiable tensor. They serve both as physics building blocks (e.g. a travel-time modality
+that reads a porosity field through ``1 / wyllie(porosity, ...)``) and as the relation of a
+:class:`Petrophysical` coupling.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+import scipy.sparse as sp
+
+from bayesjoint._tensor import is_symbolic
+from bayesjoint.coupling.base import Coupling, GaussianFactor
+from bayesjoint.latent import check_name
+from bayesjoint.priors import Prior
+
+if TYPE_CHECKING:
+    from bayesjoint.latent import LatentVariable
+
+__all__ = [
+    "FAUST_A",
+    "RELATIONS",
+    "Petrophysical",
+    "archie",
+    "faust",
+    "gardner",
+    "gassmann",
+    "linear",
+    "wyllie",
+]
+
+#: Faust's constant in SI units: 1948 (ft/s)·(ft·Ω·m)^(−1/6) × 0.3048^(5/6) ≈ 723.78.
+FAUST_A = 1948.0 * 0.3048 ** (5.0 / 6.0)
+
+# What each named argument must satisfy when it is given as numbers.
+_RULES: dict[str, tuple[str, str]] = {
+    "porosity": ("fraction", "a volume fraction in (0, 1], not a percentage"),
+    "saturation": ("fraction", "a fraction of the pore space in (0, 1]"),
+    "rw": ("positive", "the formation-water resistivity in Ω·m, > 0"),
+    "velocity": ("positive", "a P-wave velocity in m/s, > 0"),
+    "v_matrix": ("positive", "the matrix (grain) velocity in m/s, > 0"),
+    "v_fluid": ("positive", "the pore-fluid velocity in m/s, > 0"),
+    "k_dry": ("positive", "the dry-rock bulk modulus, > 0"),
+    "k_mineral": ("positive", "the mineral bulk modulus, > 0"),
+    "k_fluid": ("positive", "the pore-fluid bulk modulus, > 0"),
+    "resistivity": ("positive", "a resistivity in Ω·m, > 0"),
+    "depth": ("positive", "a depth below the surface in metres, > 0"),
+    "a": ("positive", "a positive coefficient"),
+    "b": ("finite", "a finite exponent"),
+    "m": ("finite", "a finite cementation exponent"),
+    "n": ("finite", "a finite saturation exponent"),
+    "exponent": ("finite", "a finite exponent"),
+    "slope": ("finite", "a finite number"),
+    "intercept": ("finite", "a finite number"),
+    "x": ("finite", "finite values"),
+}
+
+
+def _check(fn: str, name: str, value: Any) -> np.ndarray:
+    """Return ``value`` as a float array after checking the rule for ``name``."""
+    arr = np.asarray(value, dtype=float)
+    kind, meaning = _RULES[name]
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{fn}: {name} contains NaN or inf; it must be {meaning}")
+    if kind == "positive" and np.any(arr <= 0):
+        raise ValueError(f"{fn}: {name} must be {meaning}; got a minimum of {float(np.min(arr))!r}")
+    if kind == "fraction" and (np.any(arr <= 0) or np.any(arr > 1)):
+        raise ValueError(
+            f"{fn}: {name} must be {meaning}; got values in "
+            f"[{float(np.min(arr))!r}, {float(np.max(arr))!r}]"
+        )
+    return arr
+
+
+def _inputs(fn: str, values: Mapping[str, Any]) -> tuple[list[Any], bool]:
+    """Return checked numpy arrays, or pytensor tensors when any value is symbolic."""
+    if any(is_symbolic(v) for v in values.values()):
+        return [pt.as_tensor_variable(v, dtype="float64") for v in values.values()], True
+    return [_check(fn, k, v) for k, v in values.items()], False
+
+
+def _result(value: Any, symbolic: bool) -> Any:
+    return value if symbolic else np.asarray(value, dtype=float)[()]
+
+
+def archie(
+    porosity: Any,
+    saturation: Any = 1.0,
+    rw: Any = None,
+    a: Any = 1.0,
+    m: Any = 2.0,
+    n: Any = 2.0,
+) -> Any:
+    r"""Return the formation resistivity from Archie's law.
+
+    Parameters
+    ----------
+    porosity : array_like or pytensor tensor
+        Porosity φ, a volume fraction in (0, 1].
+    saturation : array_like or pytensor tensor, default 1.0
+        Water saturation S_w in (0, 1] (1: fully saturated, giving R_o).
+    rw : array_like or pytensor tensor
+        Formation-water resistivity R_w in Ω·m (required).
+    a : float, default 1.0
+        Tortuosity factor.
+    m : float, default 2.0
+        Cementation exponent.
+    n : float, default 2.0
+        Saturation exponent.
+
+    Returns
+    -------
+    numpy.ndarray, float or pytensor tensor
+        Resistivity R_t in Ω·m, broadcast over the inputs.
+
+    Notes
+    -----
+    .. math:: R_t = a\, R_w\, φ^{-m}\, S_w^{-n}
+
+    (Archie 1942, Trans. AIME 146, 54; Mavko et al., *The Rock Physics Handbook*). Clean,
+    conductive-brine rocks only (no clay conduction). Numpy inputs are checked (φ and S_w in
+    (0, 1], R_w > 0); tensors are not, so keep porosity positive in a model.
+
+    Examples
+    --------
+    >>> from bayesjoint.coupling import archie
+    >>> round(float(archie(0.2, rw=0.05)), 12), round(float(archie(0.2, 0.5, rw=0.05)), 12)
+    (1.25, 5.0)
+    """
+    if rw is None:
+        raise TypeError("archie: give rw, the formation-water resistivity in Ω·m (e.g. rw=0.05)")
+    (phi, sw, rw_, a_, m_, n_), symbolic = _inputs(
+        "archie",
+        {"porosity": porosity, "saturation": saturation, "rw": rw, "a": a, "m": m, "n": n},
+    )
+    return _result(a_ * rw_ * phi ** (-m_) * sw ** (-n_), symbolic)
+
+
+def gardner(velocity: Any, a: Any = 0.31, b: Any = 0.25) -> Any:
+    r"""Return the bulk density from Gardner's relation.
+
+    Parameters
+    ----------
+    velocity : array_like or pytensor tensor
+        P-wave velocity in m/s (> 0).
+    a : float, default 0.31
+        Coefficient for velocity in m/s and density in g/cm³.
+    b : float, default 0.25
+        Exponent.
+
+    Returns
+    -------
+    numpy.ndarray, float or pytensor tensor
+        Bulk density in g/cm³ (multiply by 1000 for kg/m³).
+
+    Notes
+    -----
+    .. math:: ρ = a\, V^{b}
+
+    (Gardner, Gardner & Gregory 1974, Geophysics 39, 770; Mavko et al., *The Rock Physics
+    Handbook*), empirical for brine-saturated sedimentary rocks, roughly 1500–6100 m/s.
+
+    Examples
+    --------
+    >>> from bayesjoint.coupling import gardner
+    >>> round(float(gardner(3000.0)), 3)
+    2.294
+    """
+    (v, a_, b_), symbolic = _inputs("gardner", {"velocity": velocity, "a": a, "b": b})
+    return _result(a_ * v**b_, symbolic)
+
+
+def wyllie(porosity: Any, v_matrix: Any, v_fluid: Any) -> Any:
+    r"""Return the P-wave velocity from Wyllie's time average.
+
+    Parameters
+    ----------
+    porosity : array_like or pytensor tensor
+        Porosity φ in (0, 1].
+    v_matrix : array_like or pytensor tensor
+        Matrix (grain) velocity V_m in m/s.
+    v_fluid : array_like or pytensor tensor
+        Pore-fluid velocity V_f in m/s.
+
+    Returns
+    -------
+    numpy.ndarray, float or pytensor tensor
+        Velocity V in m/s.
+
+    Notes
+    -----
+    .. math:: \frac{1}{V} = \frac{φ}{V_f} + \frac{1 - φ}{V_m}
+
+    (Wyllie, Gregory & Gardner 1956, Geophysics 21, 41; Mavko et al., *The Rock Physics
+    Handbook*). The slowness ``1/V`` is linear in φ, so straight-ray travel times through a
+    Wyllie rock are linear in porosity.
+
+    Examples
+    --------
+    >>> from bayesjoint.coupling import wyllie
+    >>> round(float(wyllie(0.2, v_matrix=4000.0, v_fluid=1484.0)), 2)
+    2987.12
+    """
+    (phi, vm, vf), symbolic = _inputs(
+        "wyllie", {"porosity": porosity, "v_matrix": v_matrix, "v_fluid": v_fluid}
+    )
+    return _result(1.0 / (phi / vf + (1.0 - phi) / vm), symbolic)
+
+
+def gassmann(k_dry: Any, k_mineral: Any, k_fluid: Any, porosity: Any) -> Any:
+    r"""Return the saturated bulk modulus from Gassmann's equation.
+
+    Parameters
+    ----------
+    k_dry : array_like or pytensor tensor
+        Dry-rock (frame) bulk modulus K_d.
+    k_mineral : array_like or pytensor tensor
+        Mineral bulk modulus K_m.
+    k_fluid : array_like or pytensor tensor
+        Pore-fluid bulk modulus K_f.
+    porosity : array_like or pytensor tensor
+        Porosity φ in (0, 1].
+
+    Returns
+    -------
+    numpy.ndarray, float or pytensor tensor
+        Saturated bulk modulus K_sat, in the units of the inputs (e.g. GPa).
+
+    Notes
+    -----
+    .. math:: K_{sat} = K_d + \frac{(1 - K_d/K_m)^2}{φ/K_f + (1 - φ)/K_m - K_d/K_m^2}
+
+    (Gassmann 1951, Vierteljahrsschr. Naturforsch. Ges. Zürich 96, 1; Mavko et al., *The Rock
+    Physics Handbook*, §6.3). Low-frequency limit, isotropic monomineralic frame; all moduli in
+    the same units. The shear modulus is unchanged by the fluid.
+
+    Examples
+    --------
+    >>> from bayesjoint.coupling import gassmann
+    >>> round(float(gassmann(15.0, 36.6, 2.8, 0.35)), 7)
+    17.6473742
+    """
+    (kd, km, kf, phi), symbolic = _inputs(
+        "gassmann",
+        {"k_dry": k_dry, "k_mineral": k_mineral, "k_fluid": k_fluid, "porosity": porosity},
+    )
+    return _result(kd + (1.0 - kd / km) ** 2 / (phi / kf + (1.0 - phi) / km - kd / km**2), symbolic)
+
+
+def faust(resistivity: Any, depth: Any, a: Any = FAUST_A, exponent: Any = 1.0 / 6.0) -> Any:
+    r"""Return the P-wave velocity from Faust's resistivity–depth relation.
+
+    Parameters
+    ----------
+    resistivity : array_like or pytensor tensor
+        Formation resistivity R in Ω·m.
+    depth : array_like or pytensor tensor
+        Depth below the surface in metres, positive downwards (``depth = −z`` with z up).
+    a : float, default FAUST_A ≈ 723.78
+        Coefficient in SI units (m/s per (m·Ω·m)^exponent).
+    exponent : float, default 1/6
+
+    Returns
+    -------
+    numpy.ndarray, float or pytensor tensor
+        Velocity in m/s.
+
+    Notes
+    -----
+    .. math:: V = a\, (Z R)^{c},\qquad c = 1/6
+
+    Faust (1953, Geophysics 18, 271) gave ``V = 1948 (Z R)^{1/6}`` with V in ft/s and Z in ft;
+    in SI this is ``a = 1948 · 0.3048^{5/6} ≈ 723.78``. Empirical, for shales and sands.
+
+    Examples
+    --------
+    >>> from bayesjoint.coupling import faust
+    >>> round(float(faust(10.0, 304.8)) / 0.3048, 3)  # 1948 (1000 ft · 10 Ω·m)^(1/6) ft/s
+    9041.815
+    """
+    (r, z, a_, c), symbolic = _inputs(
+        "faust", {"resistivity": resistivity, "depth": depth, "a": a, "exponent": exponent}
+    )
+    return _result(a_ * (z * r) ** c, symbolic)
+
+
+def linear(x: Any, slope: Any = 1.0, intercept: Any = 0.0) -> Any:
+    """Return the linear relation ``slope · x + intercept``.
+
+    Parameters
+    ----------
+    x : array_like or pytensor tensor
+        The input property.
+    slope : float or array_like, default 1.0
+        In units of the output per unit of ``x``.
+    intercept : float or array_like, default 0.0
+        In units of the output.
+
+    Returns
+    -------
+    numpy.ndarray, float or pytensor tensor
+
+    Notes
+    -----
+    A :class:`Petrophysical` coupling with this relation, a fixed scatter and ``log=False`` is one
+    more linear-Gaussian factor, so the exact path
+    (:meth:`bayesjoint.JointInversion.exact_posterior`) and the information budget include it.
+    Example: a density–velocity line fitted to logs (Birch 1961, J. Geophys. Res. 66, 2199).
+
+    Examples
+    --------
+    >>> from bayesjoint.coupling import linear
+    >>> float(linear(2.0, slope=0.5, intercept=1.0))
+    2.0
+    """
+    (x_, s, c), symbolic = _inputs("linear", {"x": x, "slope": slope, "intercept": intercept})
+    return _result(s * x_ + c, symbolic)
+
+
+#: The named relations accepted by :class:`Petrophysical` as ``relation="<name>"``.
+RELATIONS: dict[str, Callable[..., Any]] = {
+    "archie": archie,
+    "faust": faust,
+    "gardner": gardner,
+    "gassmann": gassmann,
+    "linear": linear,
+    "wyllie": wyllie,
+}
+# Relations whose value is positive for valid inputs (log space is natural for them).
+_POSITIVE = frozenset({archie, faust, gardner, gassmann, wyllie})
+
+
+def _unwrap(fn: Callable[..., Any]) -> tuple[Callable[..., Any], tuple, dict]:
+    """Return ``(base function, bound positional args, bound keywords)`` of nested partials."""
+    args: tuple = ()
+    keywords: dict = {}
+    while isinstance(fn, functools.partial):
+        args = tuple(fn.args) + args
+        keywords = {**fn.keywords, **keywords}
+        fn = fn.func
+    return fn, args, keywords
+
+
+class Petrophysical(Coupling):
+    r"""Soft petrophysical link ``b ≈ g(a)`` between latent properties.
+
+    Parameters
+    ----------
+    a : str or sequence of str
+        Latent name(s) fed to the relation, positionally (e.g. ``("porosity", "saturation")``
+        for Archie).
+    b : str
+        Latent name of the linked property.
+    relation : str or callable
+        A name in :data:`RELATIONS` (``"archie"``, ``"gardner"``, ``"wyllie"``,
+        ``"gassmann"``, ``"faust"``, ``"linear"``) or any callable ``g(*a, **parameters)``
+        written with arithmetic operators or :mod:`pytensor.tensor` (it receives tensors).
+    scatter : float, array_like or Prior
+        Standard deviation of ``b`` about ``g(a)``: in natural-log units (≈ relative scatter)
+        in log space, in ``b``'s units otherwise. A positive prior (e.g.
+        ``bj.priors.HalfNormal(0.2)``) learns one scatter, named ``<name>_scatter``.
+    log : bool, optional
+        Compare ``ln b`` with ``ln g(a)``. Default (None): log space when ``b`` is positive, i.e.
+        its prior is positive-only or it is listed in ``log_latent``.
+    parameters : mapping, optional
+        Fixed keyword arguments of the relation (e.g. ``{"rw": 0.05, "m": 2.0}``); numbers are
+        checked at construction by the named relations' rules.
+    log_latent : str or sequence of str, optional
+        Names among ``a`` and ``b`` whose latent variable stores the natural logarithm of the
+        property (the usual way to keep a positive property positive): they are exponentiated
+        before entering the relation, and a log-latent ``b`` is compared directly in log space.
+    name : str, optional
+        Name of the coupling (its ``pm.Potential``); default ``"petrophysics_<b>"``.
+
+    Attributes
+    ----------
+    name : str
+    inputs : tuple of str
+        ``(*a, b)``.
+    relation : callable
+        ``g`` with the fixed parameters bound.
+
+    Notes
+    -----
+    With residual ``r = ln b − ln g(a)`` (log space) or ``r = b − g(a)``, the coupling adds
+
+    .. math:: \log p_c = \sum_i \big[-\log s_i - \tfrac12 \log 2π - \tfrac12 (r_i / s_i)^2\big]
+
+    as a ``pm.Potential``: the conditional density of ``b`` (or ``ln b``) given ``a``, which
+    with a learned ``s`` is properly normalized in ``s``. Elementwise relations need ``a`` and
+    ``b`` of the same shape (same grid for fields); scalars broadcast. Petrophysical relations
+    are empirical, so a soft link with a scatter that matches the rocks (Mavko et al., *The Rock
+    Physics Handbook*) is more honest than a hard substitution ``b = g(a)``. With
+    ``relation="linear"``, a fixed scatter and linear space, the link is one more linear-Gaussian
+    factor ``b − slope·a − intercept ~ N(0, s²)`` (:meth:`gaussian_factor`), so the exact path
+    and the information budget include it. Positivity: in log space ``b`` and ``g(a)`` must be
+    positive, and the relations take powers of porosity, velocity, resistivity; numbers are
+    checked, but inside a model use positive priors or log latents (``log_latent``) so the
+    sampler never proposes non-positive values.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import bayesjoint as bj
+    >>> from bayesjoint.coupling import Petrophysical
+    >>> link = Petrophysical("porosity", "resistivity", "archie", scatter=0.1,
+    ...                      parameters={"rw": 0.05})
+    >>> round(float(link.relation(np.array(0.2))), 6)
+    1.25
+    >>> Petrophysical("density", "velocity", "linear", scatter=50.0,
+    ...               parameters={"slope": 1.5, "intercept": -1000.0}).is_linear
+    True
+    """
+
+    def __init__(
+        self,
+        a: str | Sequence[str],
+        b: str,
+        relation: str | Callable[..., Any],
+        *,
+        scatter: Any,
+        log: bool | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        log_latent: str | Sequence[str] = (),
+        name: str | None = None,
+    ) -> None:
+        a_names = (a,) if isinstance(a, str) else tuple(a)
+        if not a_names or not all(isinstance(n, str) for n in a_names):
+            raise TypeError("Petrophysical(a=...) must be a latent name or a sequence of names")
+        if not isinstance(b, str):
+            raise TypeError(f"Petrophysical(b=...) must be a latent name, got {type(b).__name__}")
+        if b in a_names:
+            raise ValueError(f"Petrophysical links two different properties; {b!r} is both a and b")
+        self.a, self.b = a_names, b
+        self.inputs = (*a_names, b)
+        self.name = check_name(name if name is not None else f"petrophysics_{b}", "Petrophysical")
+        owner = f"Petrophysical {self.name!r}"
+        self.parameters = dict(parameters or {})
+        if isinstance(relation, str):
+            if relation not in RELATIONS:
+                raise ValueError(
+                    f"{owner}: unknown relation {relation!r}; choose one of {sorted(RELATIONS)} "
+                    "or pass a callable"
+                )
+            fn = RELATIONS[relation]
+        elif callable(relation):
+            fn = relation
+        else:
+            raise TypeError(
+                f"{owner}: relation must be a name in {sorted(RELATIONS)} or a callable, got "
+                f"{type(relation).__name__}"
+            )
+        self._base, bound_args, bound_kw = _unwrap(fn)
+        self._check_parameters(owner, fn, {**bound_kw, **self.parameters})
+        self.relation: Callable[..., Any] = functools.partial(fn, **self.parameters)
+        self.relation_name = getattr(self._base, "__name__", type(self._base).__name__)
+        merged = {**bound_kw, **self.parameters}
+        self.is_linear = bool(
+            self._base is linear and not bound_args and len(a_names) == 1 and "x" not in merged
+        )
+        self._slope = merged.get("slope", 1.0)
+        self._intercept = merged.get("intercept", 0.0)
+        if log is not None and not isinstance(log, bool):
+            raise TypeError(f"{owner}: log must be True, False or None (automatic)")
+        self.log = log
+        self.log_latent = (log_latent,) if isinstance(log_latent, str) else tuple(log_latent)
+        stray = [n for n in self.log_latent if n not in self.inputs]
+        if stray:
+            raise ValueError(
+                f"{owner}: log_latent names {stray} are not among the linked variables "
+                f"{self.inputs}"
+            )
+        self.scatter: np.ndarray | Prior
+        if isinstance(scatter, Prior):
+            if not scatter.positive:
+                raise ValueError(
+                    f"{owner}: a learned scatter needs a positive prior, e.g. "
+                    f"bj.priors.HalfNormal(0.2); got {scatter!r}"
+                )
+            self.scatter = scatter
+        else:
+            try:
+                arr = np.asarray(scatter, dtype=float)
+            except (TypeError, ValueError):
+                raise TypeError(
+                    f"{owner}: scatter must be a positive number, an array or a positive prior, "
+                    f"got {type(scatter).__name__}"
+                ) from None
+            if arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+                raise ValueError(
+                    f"{owner}: scatter must be positive and finite (the sd of b about g(a)), "
+                    f"got {scatter!r}"
+                )
+            self.scatter = arr
+
+    @staticmethod
+    def _check_parameters(owner: str, fn: Callable[..., Any], params: Mapping[str, Any]) -> None:
+        base, _, _ = _unwrap(fn)
+        try:
+            sig = inspect.signature(base)
+        except (TypeError, ValueError):  # builtins without a signature: nothing to check
+            return
+        accepts_any = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+        unknown = [k for k in params if k not in sig.parameters and not accepts_any]
+        if unknown:
+            raise ValueError(
+                f"{owner}: the relation {getattr(base, '__name__', base)!r} has no parameter(s) "
+                f"{unknown}; its parameters are {list(sig.parameters)}"
+            )
+        if base in RELATIONS.values():
+            for key, value in params.items():
+                if key in _RULES and not is_symbolic(value):
+                    try:
+                        _check(base.__name__, key, value)
+                    except ValueError as err:
+                        raise ValueError(f"{owner}: {err}") from None
+
+    # -- resolution against the declared variables ------------------------------------------
+    def use_log(self, variables: Mapping[str, LatentVariable]) -> bool:
+        """Return whether the comparison is made in log space for these declarations."""
+        if self.log is not None:
+            return self.log
+        if self.b in self.log_latent:
+            return True
+        return bool(variables[self.b].prior.positive)
+
+    def validate(self, variables: Mapping[str, LatentVariable]) -> None:
+        """Check names, shapes, grids, scatter shape and log-space positivity.
+
+        Raises
+        ------
+        ValueError
+            Naming the coupling and what to change.
+        """
+        super().validate(variables)
+        owner = f"coupling {self.name!r}"
+        target = variables[self.b]
+        for key in self.a:
+            var = variables[key]
+            try:
+                shape = np.broadcast_shapes(var.shape, target.shape)
+            except ValueError:
+                shape = None
+            if shape != target.shape:
+                raise ValueError(
+                    f"{owner}: {key!r} has shape {var.shape} but {self.b!r} has shape "
+                    f"{target.shape}; the relation is applied element by element, so give them "
+                    "the same shape (or a scalar input)"
+                )
+            if var.grid is not None and target.grid is not None and var.grid != target.grid:
+                raise ValueError(
+                    f"{owner}: fields {key!r} ({var.grid!r}) and {self.b!r} ({target.grid!r}) are "
+                    "on different grids; declare both on the same bj.Grid"
+                )
+        if isinstance(self.scatter, np.ndarray):
+            try:
+                np.broadcast_to(self.scatter, target.shape)
+            except ValueError:
+                raise ValueError(
+                    f"{owner}: scatter of shape {self.scatter.shape} does not broadcast to "
+                    f"{self.b!r}'s shape {target.shape}; give a scalar or one value per element"
+                ) from None
+        if self.use_log(variables) and self.b not in self.log_latent:
+            if not target.prior.positive:
+                raise ValueError(
+                    f"{owner}: log space takes ln({self.b}), but the prior of {self.b!r} "
+                    f"({target.prior!r}) also allows values <= 0. Use a positive prior (e.g. "
+                    f"bj.priors.LogNormal), store ln({self.b}) in the latent and pass "
+                    f"log_latent={self.b!r}, or set log=False"
+                )
+
+    # -- the density --------------------------------------------------------------------------
+    def residual(self, latent: Mapping[str, Any], variables: Mapping[str, LatentVariable]) -> Any:
+        """Return ``ln b − ln g(a)`` (log space) or ``b − g(a)`` as a tensor shaped like ``b``."""
+        props = []
+        for key in self.a:
+            value = pt.as_tensor_variable(latent[key], dtype="float64")
+            props.append(pt.exp(value) if key in self.log_latent else value)
+        predicted = pt.as_tensor_variable(self.relation(*props), dtype="float64")
+        value_b = pt.as_tensor_variable(latent[self.b], dtype="float64")
+        if self.use_log(variables):
+            log_b = value_b if self.b in self.log_latent else pt.log(value_b)
+            return log_b - pt.log(predicted)
+        if self.b in self.log_latent:
+            value_b = pt.exp(value_b)
+        return value_b - predicted
+
+    def log_density(
+        self,
+        latent: Mapping[str, Any],
+        variables: Mapping[str, LatentVariable],
+        scatter: Any = None,
+    ) -> Any:
+        """Return the coupling's log density (a pytensor scalar).
+
+        Parameters
+        ----------
+        latent : mapping of str to pytensor tensor
+            Tensors of the linked variables.
+        variables : mapping of str to LatentVariable
+            Their declarations.
+        scatter : float or pytensor scalar, optional
+            Default the fixed scatter (required when the scatter is learned).
+        """
+        if scatter is None:
+            if isinstance(self.scatter, Prior):
+                raise ValueError(
+                    f"coupling {self.name!r}: the scatter is learned; pass its tensor as scatter="
+                )
+            scatter = self.scatter
+        r = self.residual(latent, variables)
+        shape = variables[self.b].shape
+        s = pt.as_tensor_variable(scatter, dtype="float64")
+        s_full = pt.broadcast_to(s, shape) if shape else s
+        terms = -pt.log(s_full) - 0.5 * np.log(2.0 * np.pi) - 0.5 * (r / s_full) ** 2
+        return pt.sum(terms)
+
+    def build(self, latent: Mapping[str, Any], variables: Mapping[str, LatentVariable]) -> None:
+        """Add the scatter hyperprior (if learned) and the potential."""
+        scatter = (
+            self.scatter.build(f"{self.name}_scatter", (), None)
+            if isinstance(self.scatter, Prior)
+            else self.scatter
+        )
+        pm.Potential(self.name, self.log_density(latent, variables, scatter))
+
+    def gaussian_factor(self, variables: Mapping[str, LatentVariable]) -> GaussianFactor | None:
+        """Return ``b − slope·a − intercept ~ N(0, s²)`` for a fixed linear link, else None."""
+        if (
+            not self.is_linear
+            or isinstance(self.scatter, Prior)
+            or self.use_log(variables)
+            or self.log_latent
+        ):
+            return None
+        var_a, var_b = variables[self.a[0]], variables[self.b]
+        n = var_b.size
+        slope = np.broadcast_to(np.asarray(self._slope, dtype=float), var_b.shape).ravel()
+        cols = np.broadcast_to(np.arange(var_a.size).reshape(var_a.shape), var_b.shape).ravel()
+        op_a = sp.csr_matrix((-slope, (np.arange(n), cols)), shape=(n, var_a.size))
+        offset = np.broadcast_to(np.asarray(self._intercept, dtype=float), var_b.shape).ravel()
+        sd = np.broadcast_to(self.scatter, var_b.shape).ravel().astype(float)
+        return {self.b: sp.identity(n, format="csr"), self.a[0]: op_a}, offset.copy(), sd
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.parameters.items())
+        scatter = self.scatter if isinstance(self.scatter, Prior) else self.scatter.tolist()
+        return (
+            f"Petrophysical({list(self.a)!r} -> {self.b!r}, relation={self.relation_name}"
+            f"({params}), scatter={scatter!r}, log={self.log})"
+        )
