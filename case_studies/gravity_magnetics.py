@@ -50,13 +50,11 @@ from typing import Any
 
 import arviz as az
 import numpy as np
-import pymc as pm
-from pymc.step_methods.hmc.quadpotential import QuadPotential
 from scipy import stats
 
 import bayesjoint as bj
 from bayesjoint.coupling import CrossGradient, normalized_cross_gradient
-from bayesjoint.report import attach_provenance, provenance
+from bayesjoint.preconditioning import preconditioned_sample
 
 BODY_A = (200.0, 320.0, -160.0, -60.0)  # x0, x1, z0, z1 (m)
 BODY_B = (480.0, 600.0, -220.0, -100.0)
@@ -128,99 +126,6 @@ def build(grid: bj.Grid, rng: np.random.Generator) -> tuple[dict[str, Any], dict
         "noise_sd": {"gravity_mGal": sd_g, "magnetics_nT": sd_m},
     }
     return problems, truth
-
-
-# -- NUTS preconditioned by the exact path -------------------------------------------------------
-class LowRankMass(QuadPotential):
-    """NUTS mass matrix ``M = I + WᵀW`` (a Gaussian approximation's precision, whitened).
-
-    Velocity ``M⁻¹ p = p − Wᵀ (I + W Wᵀ)⁻¹ W p`` and momentum draws ``p = ξ + Wᵀ η`` cost
-    ``O(n m)`` for ``W`` of shape (m, n): no dense n × n matrix is formed.
-    """
-
-    def __init__(self, w: np.ndarray, rng: Any = None):
-        super().__init__(rng)
-        self.w = np.ascontiguousarray(w, dtype=float)
-        small = np.eye(self.w.shape[0]) + self.w @ self.w.T
-        self.k = np.linalg.solve(small, self.w).T  # Wᵀ (I + W Wᵀ)⁻¹
-        self.dtype = np.dtype("float64")
-        self.n = self.w.shape[1]
-
-    def velocity(self, x, out=None):
-        v = x - self.k @ (self.w @ x)
-        if out is None:
-            return v
-        out[...] = v
-        return None
-
-    def energy(self, x, velocity=None):
-        if velocity is None:
-            velocity = self.velocity(x)
-        return 0.5 * float(np.dot(x, velocity))
-
-    def velocity_energy(self, x, v_out):
-        self.velocity(x, out=v_out)
-        return 0.5 * float(np.dot(x, v_out))
-
-    def random(self):
-        return self.rng.standard_normal(self.n) + self.w.T @ self.rng.standard_normal(
-            self.w.shape[0]
-        )
-
-
-def preconditioned_sample(
-    problem, approx, *, draws, tune, chains, seed, cores=1
-) -> az.InferenceData:
-    """Sample ``problem`` with NUTS, mass matrix and starting points from ``approx``'s exact path.
-
-    Both problems must declare the same GaussianField latents (NUTS then samples the whitened
-    ``<name>_white`` variables, the coordinates of the exact path).
-    """
-    names = list(problem.latent)
-    system = approx.linear_gaussian_system()
-    whitened = system.whitened()
-    mass = LowRankMass(np.vstack(whitened), rng=np.random.default_rng(seed + 1))
-    rhs = sum(
-        wk.T @ (rk - gk @ system.prior_mean)
-        for wk, gk, rk in zip(whitened, system.operators, system.residuals, strict=True)
-    )
-    z_mean = mass.velocity(rhs)
-    draw_rng = LowRankMass(mass.w, rng=np.random.default_rng(seed + 2))
-    sizes = [problem.latent[n].size for n in names]
-    initvals = []
-    for _ in range(chains):
-        z = z_mean + draw_rng.velocity(draw_rng.random())
-        parts = np.split(z, np.cumsum(sizes)[:-1])
-        initvals.append(
-            {
-                f"{n}_white": p.reshape(problem.latent[n].shape)
-                for n, p in zip(names, parts, strict=True)
-            }
-        )
-    model = problem.model
-    with model:
-        step = pm.NUTS(vars=[model[f"{n}_white"] for n in names], potential=mass, target_accept=0.9)
-        idata = pm.sample(
-            draws=draws,
-            tune=tune,
-            chains=chains,
-            cores=cores,
-            step=step,
-            initvals=initvals,
-            random_seed=seed,
-            progressbar=False,
-            compute_convergence_checks=False,
-            idata_kwargs={"log_likelihood": True},
-        )
-    info = {
-        "sampler": "NUTS, mass matrix from the exact path of a Gaussian approximation",
-        "draws": draws,
-        "tune": tune,
-        "chains": chains,
-        "latent": [{"name": v.name, "prior": v.prior.describe()} for v in problem.latent.values()],
-        "couplings": [c.describe() for c in problem.couplings],
-    }
-    return attach_provenance(idata, provenance(seed, problem.modalities.values(), info))
 
 
 # -- figures ------------------------------------------------------------------------------------
