@@ -29,10 +29,21 @@ import pytensor.tensor as pt
 
 from bayesjoint.priors import LogNormal, Prior
 
-__all__ = ["EXACT_MAX_DATA", "GP", "HSGP_SAFETY", "DiscrepancyTerm", "as_term", "kernel_matrix"]
+__all__ = [
+    "EXACT_MAX_DATA",
+    "GP",
+    "HSGP_SAFETY",
+    "MAX_LENGTHSCALE_RATIO",
+    "DiscrepancyTerm",
+    "as_term",
+    "kernel_matrix",
+]
 
 #: Largest block (number of data) that ``method="auto"`` marginalizes exactly.
 EXACT_MAX_DATA = 400
+
+#: The default lengthscale prior's lower end is at least the data extent divided by this.
+MAX_LENGTHSCALE_RATIO = 50.0
 
 #: Factor applied to the Riutort-Mayol et al. (2022) minimum number of HSGP basis functions.
 #: At the minimum, a Matérn-5/2 kernel (ℓ = 4 on a domain of 10) was off by 2.7 % of its variance
@@ -111,7 +122,8 @@ class GP:
         Isotropic stationary kernel.
     lengthscale : float or Prior, optional
         Correlation length in the coordinates' units. Default: a log-normal prior with 90 % of its
-        mass between the smallest spacing and the extent of the data coordinates.
+        mass between the smallest spacing (but at least extent / :data:`MAX_LENGTHSCALE_RATIO`)
+        and the extent of the data coordinates.
     amplitude : float or Prior, optional
         Marginal sd of the discrepancy in data units. Default: ``HalfNormal(sd of the data)``.
     coords : array_like, shape (n,) or (n, d), optional
@@ -191,8 +203,14 @@ class GP:
         return DiscrepancyTerm(self, coords, scale)
 
     def default_lengthscale_prior(self, coords: np.ndarray) -> LogNormal:
-        """Log-normal prior with 90 % mass between the smallest spacing and the extent."""
+        """Log-normal prior with 90 % mass between a short length and the extent.
+
+        The short length is the smallest data spacing, but no less than
+        ``extent / MAX_LENGTHSCALE_RATIO``: otherwise dense data would make the prior (and the
+        HSGP basis it sizes) grow without bound with the number of data.
+        """
         lo, hi = _spacing_and_extent(coords)
+        lo = max(lo, hi / MAX_LENGTHSCALE_RATIO)
         mu = 0.5 * (np.log(lo) + np.log(hi))
         sigma = max((np.log(hi) - np.log(lo)) / (2 * 1.6449), 0.1)
         return LogNormal(mu, sigma)
@@ -325,7 +343,7 @@ def build_hyperparameters(process: GP, name: str, coords: np.ndarray, data: np.n
 
 def _prior_range(prior: Prior) -> tuple[float, float]:
     """Return the 5 % and 95 % quantiles of a positive prior (by a seeded draw)."""
-    with pm.Model():
+    with pm.Model(model=None):  # standalone, not nested in the problem's model
         var = prior.build("_ls", (), None)
         draws = pm.draw(var, draws=4000, random_seed=0)
     lo, hi = np.quantile(draws, [0.05, 0.95])

@@ -339,6 +339,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 case = measure(n, route, args)
             case["load_average_before"] = load_before
             result["cases"].append(case)
+            # Progress (and a record should the run be interrupted) on stderr, one line a case.
+            print(json.dumps(case), file=sys.stderr, flush=True)
     result["total_s"] = time.perf_counter() - t_start
     result["load_average_end"] = _load()
     if args.isolation == "inprocess":  # thread pools as the cases saw them (all libraries loaded)

@@ -216,3 +216,34 @@ def test_hsgp_and_exact_routes_agree_at_n_300():
     (m1, e1, s1), (m2, e2, s2) = results["exact"], results["hsgp"]
     assert np.all(np.abs(m1 - m2) <= 4 * np.hypot(e1, e2)), (m1, m2, e1, e2)
     np.testing.assert_allclose(s1, s2, rtol=0.15)  # sd estimates from ~300-ESS chains: ±6 % each
+
+
+def test_two_learned_lengthscales_build_without_stray_variables():
+    # Regression: the prior-range helper once nested a model and added a free variable '_ls'.
+    x = bj.Parameter("x", prior=bj.priors.Normal())
+    mods = [
+        bj.Modality(
+            n,
+            bj.physics.Linear(np.ones((5, 1)), "x"),
+            np.zeros(5),
+            bj.noise.Gaussian(1.0),
+            discrepancy=bj.discrepancy.GP(coords=np.arange(5.0), amplitude=1.0),
+        )
+        for n in ("a", "b")
+    ]
+    names = sorted(v.name for v in bj.JointInversion([x], mods).model.free_RVs)
+    assert names == ["a_discrepancy_lengthscale", "b_discrepancy_lengthscale", "x"]
+
+
+def test_default_hsgp_basis_does_not_grow_with_dense_data():
+    # The default prior's lower end is at least extent/50, so on a 1 km profile the basis size
+    # is the same for 2,000 and 20,000 data (it was 456,028 functions at 20,000 when the lower
+    # end was the data spacing, and grew in proportion to n).
+    from bayesjoint import discrepancy as dsc
+
+    sizes = []
+    for n in (2000, 20000):
+        x = np.linspace(0, 1000, n)[:, None]
+        prior = dsc.GP().default_lengthscale_prior(x)
+        sizes.append(dsc.hsgp_basis_settings(x, "matern52", dsc._prior_range(prior), None)[0][0])
+    assert sizes[0] == sizes[1] < 2000
