@@ -50,6 +50,7 @@ from typing import Any
 
 import arviz as az
 import numpy as np
+from bayesjoint_case_studies._plotting import plot_sections
 from scipy import stats
 
 import bayesjoint as bj
@@ -202,50 +203,6 @@ def exact_figures(problem: bj.JointInversion, truth: dict) -> dict:
     return out
 
 
-def plot(path: str, grid: bj.Grid, panels: dict[str, tuple[np.ndarray, str]]) -> str | None:
-    """Write a PNG of the fields (panels sharing a key share colour limits).
-
-    Returns None when matplotlib is not installed.
-    """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    limits: dict[str, tuple[float, float]] = {}
-    for values, key in panels.values():
-        lo, hi = float(np.min(values)), float(np.max(values))
-        old = limits.get(key, (lo, hi))
-        limits[key] = (min(lo, old[0]), max(hi, old[1]))
-    ex, ez = grid.edges["x"], grid.edges["z"]
-    rows = (len(panels) + 1) // 2
-    fig, axes = plt.subplots(rows, 2, figsize=(11, 2.4 * rows), constrained_layout=True)
-    for ax, (title, (values, key)) in zip(axes.ravel(), panels.items(), strict=False):
-        vmin, vmax = limits[key]
-        im = ax.pcolormesh(
-            ex, ez, np.asarray(values).reshape(grid.shape).T, cmap="viridis", vmin=vmin, vmax=vmax
-        )
-        for body in (BODY_A, BODY_B):
-            ax.plot(
-                [body[0], body[1], body[1], body[0], body[0]],
-                [body[2], body[2], body[3], body[3], body[2]],
-                color="w",
-                lw=0.8,
-            )
-        ax.set_title(title, fontsize=9)
-        ax.set_aspect("equal")
-        fig.colorbar(im, ax=ax, shrink=0.8)
-    for ax in axes[-1]:
-        ax.set_xlabel("x (m)")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("z (m)")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="24 x 12 cells, short chains (CI)")
@@ -298,7 +255,9 @@ def main(argv: list[str] | None = None) -> dict:
             runs["joint"].posterior[prop].std(("chain", "draw")).values,
             f"{key}_sd",
         )
-    figures["figure"] = plot(os.path.splitext(args.out)[0] + ".png", grid, panels)
+    figures["figure"] = plot_sections(
+        os.path.splitext(args.out)[0] + ".png", grid, panels, (BODY_A, BODY_B)
+    )
     figures["seconds"] = round(time.time() - start, 1)
     report = runs["joint"]
     report.posterior.attrs["figures"] = json.dumps(figures)

@@ -51,6 +51,7 @@ from typing import Any
 import arviz as az
 import numpy as np
 import scipy.sparse as sp
+from bayesjoint_case_studies._plotting import plot_sections
 from scipy import stats
 
 import bayesjoint as bj
@@ -254,41 +255,6 @@ def sampler_summary(idata: az.InferenceData, seconds: float) -> dict:
     }
 
 
-def plot(path: str, grid: bj.Grid, panels: dict[str, tuple[np.ndarray, str]]) -> str | None:
-    """Write a PNG of the fields (panels sharing a key share colour limits); None without
-    matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    limits: dict[str, tuple[float, float]] = {}
-    for values, key in panels.values():
-        lo, hi = float(np.min(values)), float(np.max(values))
-        old = limits.get(key, (lo, hi))
-        limits[key] = (min(lo, old[0]), max(hi, old[1]))
-    ex, ez = grid.edges["x"], grid.edges["z"]
-    rows = (len(panels) + 1) // 2
-    fig, axes = plt.subplots(rows, 2, figsize=(10, 2.7 * rows), constrained_layout=True)
-    for ax, (title, (values, key)) in zip(axes.ravel(), panels.items(), strict=False):
-        vmin, vmax = limits[key]
-        im = ax.pcolormesh(
-            ex, ez, np.asarray(values).reshape(grid.shape).T, cmap="viridis", vmin=vmin, vmax=vmax
-        )
-        ax.set_title(title, fontsize=9)
-        ax.set_aspect("equal")
-        fig.colorbar(im, ax=ax, shrink=0.8)
-    for ax in axes[-1]:
-        ax.set_xlabel("x (m)")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("z (m)")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="coarse grid, short chains (CI)")
@@ -364,7 +330,7 @@ def main(argv: list[str] | None = None) -> dict:
         "ln ρ posterior sd, separate": (sep_post["sd"].values[sel], "sd"),
         "ln ρ posterior sd, joint": (joint_post.std(("chain", "draw")).values, "sd"),
     }
-    png = plot(os.path.splitext(args.out)[0] + ".png", grid, panels)
+    png = plot_sections(os.path.splitext(args.out)[0] + ".png", grid, panels)
     figures["figure"] = png
     figures["seconds"] = round(time.time() - start, 1)
     idata.posterior.attrs["figures"] = json.dumps(figures)
