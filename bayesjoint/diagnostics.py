@@ -170,10 +170,17 @@ def _role(name: str, latent: Mapping[str, dict], modalities: Sequence[str]) -> t
         stem = name[: -len(suffix)] if name.endswith(suffix) else None
         if stem and stem in latent:
             return stem, role
-    for suffix, role in (("_sigma", "noise sd"), ("_noise_scale", "noise scale")):
+    for suffix, role in (
+        ("_sigma", "noise sd"),
+        ("_noise_scale", "noise scale"),
+        ("_discrepancy_scale", "discrepancy scale"),
+    ):
         stem = name[: -len(suffix)] if name.endswith(suffix) else None
         if stem and stem in modalities:
             return stem, role
+    for suffix in ("_lengthscale", "_amplitude", "_basis"):  # a discrepancy process's variables
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)], f"discrepancy {suffix[1:]}"
     return name, "latent" if not latent else "other"
 
 

@@ -11,21 +11,30 @@ where ``s_k`` is a per-modality scale (1 by default) and ``δ`` may be shared by
 - **exact**: ``δ`` is integrated out, so the modality's effective covariance is
   ``Σ_noise + s_k² K(x_k, x_k)`` (Cholesky in the sampler). A shared process couples its
   modalities into one likelihood block with cross-modal covariance ``s_a s_b K(x_a, x_b)``.
-- **hsgp**: Hilbert-space reduced-rank approximation (Riutort-Mayol et al. 2022, through
-  :class:`pymc.gp.HSGP`): ``δ = Φ (β ⊙ √S(ω))`` with ``β ~ N(0, I)``, linear cost in the number of
-  data. Each modality keeps its own likelihood block, conditionally independent given ``β``.
+- **hsgp**: Hilbert-space reduced-rank approximation (Riutort-Mayol et al. 2022, basis from
+  :class:`pymc.gp.HSGP`): ``δ = Φ (β ⊙ λ)`` with ``M`` fixed basis functions ``Φ`` (n × M),
+  spectral weights ``λ = √S(ω)`` (functions of the hyperparameters) and ``β ~ N(0, I)``. By default
+  ``β`` is **integrated out** (Gaussian noise): the covariance is the low-rank update
+  ``Σ_noise + A Aᵀ`` with ``A = s Φ diag(λ)``, evaluated with the Woodbury identity and the
+  matrix-determinant lemma at ``O(n M + M³)`` per evaluation, the fixed products ``Φᵀ C⁻¹ Φ``
+  computed once. The block then has one observed variable, as on the exact route. With
+  ``marginalize_basis=False`` (or non-Gaussian noise) ``β`` is sampled (``<name>_basis``) and each
+  modality keeps its own block, conditionally independent given ``β``; NUTS then has to explore
+  ``β`` jointly with the hyperparameters, which mixes poorly when the data are many and precise.
 
 ``method="auto"`` picks the exact route up to :data:`EXACT_MAX_DATA` data per block, HSGP above.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
+import scipy.linalg as sla
 
 from bayesjoint.priors import LogNormal, Prior
 
@@ -33,10 +42,12 @@ __all__ = [
     "EXACT_MAX_DATA",
     "GP",
     "HSGP_SAFETY",
+    "LARGE_BASIS",
     "MAX_LENGTHSCALE_RATIO",
     "DiscrepancyTerm",
     "as_term",
     "kernel_matrix",
+    "marginal_hsgp_likelihood",
 ]
 
 #: Largest block (number of data) that ``method="auto"`` marginalizes exactly.
@@ -44,6 +55,9 @@ EXACT_MAX_DATA = 400
 
 #: The default lengthscale prior's lower end is at least the data extent divided by this.
 MAX_LENGTHSCALE_RATIO = 50.0
+
+#: Above this many HSGP basis functions, building the model warns of the cost.
+LARGE_BASIS = 500
 
 #: Factor applied to the Riutort-Mayol et al. (2022) minimum number of HSGP basis functions.
 #: At the minimum, a Matérn-5/2 kernel (ℓ = 4 on a domain of 10) was off by 2.7 % of its variance
@@ -130,13 +144,19 @@ class GP:
         Observation coordinates. When omitted each modality's (numeric) data coordinates are used.
         Ignored for shared processes, where each modality gives its own via :meth:`term`.
     method : {"auto", "exact", "hsgp"}
-        ``"auto"`` marginalizes exactly up to :data:`EXACT_MAX_DATA` data per block.
+        ``"auto"`` marginalizes exactly up to :data:`EXACT_MAX_DATA` data per block, or when the
+        HSGP basis would have at least as many functions as the block has data, and uses HSGP
+        otherwise (always HSGP, with sampled coefficients, for non-Gaussian noise).
     n_basis : int, optional
         HSGP basis functions per coordinate dimension; default :data:`HSGP_SAFETY` times the
         minimum that the Riutort-Mayol et al. (2022) heuristics give for the lengthscale range
         (prior's 5-95 % quantiles, or the fixed value) and the domain
         (:func:`pymc.gp.hsgp_approx.approx_hsgp_hyperparams`). The number used and the boundary
         factor ``c`` are recorded in :attr:`hsgp_settings` after the model is built.
+    marginalize_basis : bool, optional
+        HSGP route only: integrate the basis coefficients out (``True``) or sample them
+        (``False``). Default: integrate out when every modality of the block has Gaussian noise
+        (the only case where it is exact), sample otherwise.
     name : str, optional
         Names the hyperparameters (``<name>_lengthscale``, ``<name>_amplitude``) and, for a shared
         exact block, the block's observed variable. Default ``<modality>_discrepancy`` for a
@@ -148,8 +168,13 @@ class GP:
     :meth:`term`). With the exact route those modalities form **one** likelihood block whose
     observed variable is named after the process: ``log_likelihood`` then holds the joint density
     of the block's data (one value per draw), and ``observed_data`` the concatenated data (dim
-    ``<name>_obs``, in modality order). With the HSGP route each modality keeps its own block and
-    pointwise log-likelihood, conditional on the sampled basis coefficients ``<name>_basis``.
+    ``<name>_obs``, in modality order). The HSGP route with integrated-out coefficients (the
+    default for Gaussian noise) forms the same single block. With sampled coefficients each
+    modality keeps its own block and pointwise log-likelihood, conditional on ``<name>_basis``.
+
+    The route actually taken is recorded in :attr:`route` (``"exact"`` or ``"hsgp"``) and, for
+    HSGP, :attr:`hsgp_settings` (``m``, ``c``, the lengthscale range and ``coefficients``:
+    ``"marginalized"`` or ``"sampled"``) once the model is built.
 
     Examples
     --------
@@ -168,6 +193,7 @@ class GP:
         *,
         method: str = "auto",
         n_basis: int | Sequence[int] | None = None,
+        marginalize_basis: bool | None = None,
         name: str | None = None,
     ):
         self.kernel = kernel
@@ -176,8 +202,10 @@ class GP:
         self.coords = None if coords is None else np.asarray(coords, dtype=float)
         self.method = method
         self.n_basis = n_basis
+        self.marginalize_basis = marginalize_basis
         self.name = name
         self.hsgp_settings: dict[str, Any] = {}
+        self.route: str | None = None
 
     def validate(self, owner: str) -> None:
         """Check kernel, method and hyperparameters; errors name ``owner`` (the modality)."""
@@ -190,8 +218,43 @@ class GP:
             raise ValueError(
                 f"{owner}: discrepancy method {self.method!r}; choose 'auto', 'exact' or 'hsgp'"
             )
+        if self.marginalize_basis is not None and not isinstance(self.marginalize_basis, bool):
+            raise TypeError(
+                f"{owner}: discrepancy marginalize_basis must be True, False or None, got "
+                f"{self.marginalize_basis!r}"
+            )
         self.lengthscale = _check_hyper(self.lengthscale, "lengthscale", owner)
         self.amplitude = _check_hyper(self.amplitude, "amplitude", owner)
+
+    def plan(self, n_data: int, gaussian: Sequence[bool], names: Sequence[str]) -> tuple[str, bool]:
+        """Return ``(route, marginalize_basis)`` for a block of ``n_data`` data.
+
+        ``gaussian`` tells, per modality of the block (``names``), whether its noise is Gaussian;
+        a route that needs Gaussian noise raises a ValueError naming the first modality without.
+        ``"auto"`` gives the exact route up to :data:`EXACT_MAX_DATA` data with Gaussian noise,
+        otherwise HSGP (when the model is built, an HSGP basis at least as large as the block
+        falls back to the exact route, which is then cheaper and exact).
+        """
+        others = [n for n, g in zip(names, gaussian, strict=True) if not g]
+        route = self.method
+        if route == "auto":
+            route = "exact" if n_data <= EXACT_MAX_DATA and not others else "hsgp"
+        if route == "exact":
+            if others:
+                raise ValueError(
+                    f"modality {others[0]!r}: the exact discrepancy route needs Gaussian noise; "
+                    "use bj.discrepancy.GP(method='hsgp') (coefficients sampled) for other noise"
+                )
+            return route, False
+        marginalize = self.marginalize_basis
+        if marginalize is None:
+            marginalize = not others
+        elif marginalize and others:
+            raise ValueError(
+                f"modality {others[0]!r}: integrating out the HSGP coefficients needs Gaussian "
+                "noise; use marginalize_basis=False (or None) for other noise"
+            )
+        return route, marginalize
 
     @property
     def fixed(self) -> bool:
@@ -356,14 +419,150 @@ def symbolic_kernel(process: GP, coords: np.ndarray, lengthscale: Any, amplitude
     return amplitude**2 * cov(pt.constant(coords))
 
 
-def hsgp_values(
-    process: GP, name: str, coords: np.ndarray, lengthscale: Any, amplitude: Any, ls_range
-) -> Any:
-    """Add the HSGP basis coefficients ``<name>_basis`` and return ``δ`` at ``coords``."""
+def hsgp_basis(
+    process: GP, coords: np.ndarray, lengthscale: Any, amplitude: Any, ls_range
+) -> tuple[np.ndarray, Any]:
+    """Return the fixed HSGP basis ``Φ`` (n × M array) and the symbolic weights ``λ`` (M,).
+
+    ``δ = Φ (β ⊙ λ)`` with ``β ~ N(0, I)`` has covariance ``Φ diag(λ²) Φᵀ ≈ amplitude² K``.
+    Records ``m``, ``c`` and the lengthscale range in ``process.hsgp_settings``.
+    """
     m, c = hsgp_basis_settings(coords, process.kernel, ls_range, process.n_basis)
     process.hsgp_settings = {"m": m, "c": c, "lengthscale_range": list(ls_range)}
     cov = amplitude**2 * _pymc_cov(process.kernel, coords.shape[1], lengthscale)
     gp = pm.gp.HSGP(m=m, c=c, cov_func=cov)
     phi, sqrt_psd = gp.prior_linearized(pt.constant(coords))
-    beta = pm.Normal(f"{name}_basis", 0.0, 1.0, shape=gp.n_basis_vectors)
-    return phi @ (beta * sqrt_psd)
+    return np.asarray(phi.eval(), dtype=float), sqrt_psd
+
+
+def hsgp_values(name: str, phi: np.ndarray, weights: Any) -> Any:
+    """Add the HSGP basis coefficients ``<name>_basis`` and return ``δ = Φ (β ⊙ λ)``."""
+    beta = pm.Normal(f"{name}_basis", 0.0, 1.0, shape=phi.shape[1])
+    return pt.constant(phi) @ (beta * weights)
+
+
+def marginal_hsgp_likelihood(
+    name: str,
+    mu: Any,
+    data: np.ndarray,
+    phi: np.ndarray,
+    weights: Any,
+    sizes: Sequence[int],
+    scales: Sequence[Any],
+    noises: Sequence[tuple[Any, np.ndarray]],
+    dims: tuple[str, ...] | None = None,
+) -> Any:
+    r"""Add the observed block ``name`` with the HSGP coefficients integrated out.
+
+    The block's data (``K`` modalities of ``sizes[k]`` data, concatenated) are Gaussian,
+
+        y ~ N(μ, D + A Aᵀ),   D = blockdiag(f_k² C_k),   A = S Φ diag(λ),
+
+    with ``S`` repeating each modality's discrepancy scale ``s_k`` over its data and ``noises[k] =
+    (f_k, C_k's fixed factor)`` from :meth:`bayesjoint.noise.Gaussian.factored`.
+
+    Parameters
+    ----------
+    name : str
+        Name of the observed variable.
+    mu : tensor, shape (n,)
+        Prediction of the physics for the concatenated data.
+    data : numpy.ndarray, shape (n,)
+    phi : numpy.ndarray, shape (n, M)
+        Fixed basis functions at the data coordinates.
+    weights : tensor, shape (M,)
+        Spectral weights ``λ`` (functions of the lengthscale and amplitude).
+    sizes, scales, noises : sequences of length K
+        Number of data, discrepancy scale ``s_k`` and noise factors per modality.
+    dims : tuple of str, optional
+
+    Notes
+    -----
+    With whitened residuals ``ρ_k = L_k⁻¹ (y_k − μ_k)`` (``C_k = L_k L_kᵀ``), ``Ψ_k = L_k⁻¹ Φ_k``
+    and ``G_k = Ψ_kᵀ Ψ_k`` (computed once), the Woodbury identity and the matrix-determinant lemma
+    give
+
+    .. math::
+
+        B = I_M + \operatorname{diag}(λ) \Big(\sum_k \frac{s_k^2}{f_k^2} G_k\Big)
+            \operatorname{diag}(λ), \qquad
+        b = λ ⊙ \sum_k \frac{s_k}{f_k^2} Ψ_k^T ρ_k,
+
+        -2 \log p(y) = \sum_k \frac{\|ρ_k\|^2}{f_k^2} - b^T B^{-1} b
+            + \log\det B + \sum_k (2 n_k \log f_k + \log\det C_k) + n \log 2π,
+
+    an ``M × M`` Cholesky factorization and two ``n × M`` products per evaluation. When
+    ``M ≥ n`` the whitened ``n × n`` covariance ``diag(f²) + (SΨ diag λ)(SΨ diag λ)ᵀ`` is
+    factorized instead, the smaller of the two. Posterior predictive draws sample ``β``, the
+    discrepancy and the noise.
+    """
+    sizes = [int(n) for n in sizes]
+    bounds = np.cumsum([0, *sizes])
+    segments = [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
+    fixed = [np.asarray(f, dtype=float) for _, f in noises]
+    psi = np.empty_like(phi)
+    logdet_c = 0.0
+    for seg, factor in zip(segments, fixed, strict=True):
+        if factor.ndim == 1:
+            psi[seg] = phi[seg] / factor[:, None]
+            logdet_c += 2.0 * float(np.sum(np.log(factor)))
+        else:
+            psi[seg] = sla.solve_triangular(factor, phi[seg], lower=True)
+            logdet_c += 2.0 * float(np.sum(np.log(np.diag(factor))))
+    grams = np.stack([psi[seg].T @ psi[seg] for seg in segments])
+    n, n_basis = phi.shape
+    constant = logdet_c + n * np.log(2.0 * np.pi)
+    dense = n_basis >= n
+
+    def logp(value, mu, weights, scales, factors):
+        resid = value - mu
+        rho = []
+        for seg, factor in zip(segments, fixed, strict=True):
+            if factor.ndim == 1:
+                rho.append(resid[seg] * (1.0 / factor))
+            else:
+                rho.append(pt.linalg.solve_triangular(factor, resid[seg], lower=True))
+        if dense:  # M ≥ n: the n × n whitened covariance is the smaller factorization
+            rep = np.repeat(np.arange(len(sizes)), sizes)
+            low = (scales[rep][:, None] * psi) * weights[None, :]
+            chol = pt.linalg.cholesky(pt.diag(factors[rep] ** 2) + low @ low.T)
+            w = pt.linalg.solve_triangular(chol, pt.concatenate(rho), lower=True)
+            logdet = 2.0 * pt.sum(pt.log(pt.diag(chol)))
+            return -0.5 * (pt.sum(w**2) + logdet + constant)
+        inv_f2 = 1.0 / factors**2
+        sq = pt.stack([pt.sum(r**2) for r in rho])
+        u = pt.concatenate([r * (scales[k] * inv_f2[k]) for k, r in enumerate(rho)])
+        b = weights * pt.dot(psi.T, u)
+        gram = pt.tensordot(scales**2 * inv_f2, grams, axes=1)
+        chol = pt.linalg.cholesky(pt.eye(n_basis) + weights[:, None] * gram * weights[None, :])
+        w = pt.linalg.solve_triangular(chol, b, lower=True)
+        quad = pt.sum(sq * inv_f2) - pt.sum(w**2)
+        logdet = 2.0 * pt.sum(pt.log(pt.diag(chol))) + 2.0 * pt.sum(
+            np.array(sizes) * pt.log(factors)
+        )
+        return -0.5 * (quad + logdet + constant)
+
+    def random(mu, weights, scales, factors, rng=None, size=None):
+        shape = tuple(np.atleast_1d(size)) if size is not None else ()
+        coeff = rng.standard_normal((*shape, n_basis)) * weights
+        eps = rng.standard_normal((*shape, n))
+        out = np.array(mu + (coeff @ phi.T) * np.repeat(scales, sizes), dtype=float)
+        for k, (seg, factor) in enumerate(zip(segments, fixed, strict=True)):
+            noise = eps[..., seg] * factor if factor.ndim == 1 else eps[..., seg] @ factor.T
+            out[..., seg] += factors[k] * noise
+        return out
+
+    scale_vec = pt.stack([pt.as_tensor_variable(s, dtype="float64") for s in scales])
+    factor_vec = pt.stack([pt.as_tensor_variable(f, dtype="float64") for f, _ in noises])
+    return pm.CustomDist(
+        name,
+        pt.as_tensor_variable(mu),
+        weights,
+        scale_vec,
+        factor_vec,
+        logp=logp,
+        random=random,
+        signature="(n),(m),(k),(k)->(n)",
+        observed=data,
+        dims=dims,
+    )

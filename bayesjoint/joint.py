@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -175,6 +176,8 @@ class JointInversion:
     # -- validation helpers ---------------------------------------------------------------
     def _check_discrepancy_blocks(self) -> None:
         for block, mods in self.blocks():
+            if mods[0].discrepancy is not None:
+                self._discrepancy_plan(mods)  # the route's noise requirements
             if len(mods) < 2:
                 continue
             process = mods[0].discrepancy.process
@@ -293,35 +296,47 @@ class JointInversion:
         pname = self._process_name(mods[0])
         coords = np.concatenate([m.discrepancy_coords for m in mods])
         data = np.concatenate([m.data.ravel() for m in mods])
+        route, marginalize = self._discrepancy_plan(mods)
         ls, amp, ls_range = dsc.build_hyperparameters(process, pname, coords, data)
+        if route == "hsgp" and process.method == "auto" and marginalize:
+            m, _ = dsc.hsgp_basis_settings(coords, process.kernel, ls_range, process.n_basis)
+            if int(np.prod(m)) >= data.size:  # the n x n exact route is cheaper and exact
+                route = "exact"
         scales = []
         for mod in mods:
             s = mod.discrepancy.scale
             if isinstance(s, Prior):
                 s = s.build(f"{mod.name}_discrepancy_scale", (), None)
-            scales.append(pt.ones(mod.n_data) * s)
-        method = process.method
-        if method == "auto":
-            method = "exact" if data.size <= dsc.EXACT_MAX_DATA else "hsgp"
+            scales.append(s)
         process.hsgp_settings = {}
-        process.route = method
-        if method == "hsgp":
-            delta = dsc.hsgp_values(process, pname, coords, ls, amp, ls_range)
-            start = 0
-            for mod, scale in zip(mods, scales, strict=True):
-                piece = delta[start : start + mod.n_data] * scale
-                start += mod.n_data
-                mod.noise.build(mod.name, means[mod.name] + piece, mod.data, mod.dims)
-            return
-        for mod in mods:
-            if not isinstance(mod.noise, Gaussian):
-                raise ValueError(
-                    f"modality {mod.name!r}: the exact discrepancy route needs Gaussian noise, "
-                    f"got {mod.noise!r}; use bj.discrepancy.GP(method='hsgp')"
+        process.route = route
+        if route == "hsgp":
+            phi, weights = dsc.hsgp_basis(process, coords, ls, amp, ls_range)
+            n_basis = phi.shape[1]
+            if n_basis > dsc.LARGE_BASIS:
+                lo, hi = ls_range
+                cost = (
+                    f"each evaluation factorizes a {n_basis} x {n_basis} matrix"
+                    if marginalize
+                    else f"NUTS samples {n_basis} coefficients"
                 )
-        scale_all = pt.concatenate(scales)
-        kernel = dsc.symbolic_kernel(process, coords, ls, amp) * pt.outer(scale_all, scale_all)
-        noise = pt.linalg.block_diag(*[m.noise.covariance_tensor(m.name, m.n_data) for m in mods])
+                warnings.warn(
+                    f"discrepancy {pname!r}: the HSGP basis has {n_basis} functions for the "
+                    f"lengthscale range {lo:.3g}-{hi:.3g} (5-95 %), so {cost}. A narrower "
+                    "lengthscale prior (the basis grows with its max/min ratio), or n_basis=, "
+                    "makes it cheaper",
+                    UserWarning,
+                    stacklevel=4,
+                )
+            process.hsgp_settings["coefficients"] = "marginalized" if marginalize else "sampled"
+            if not marginalize:
+                delta = dsc.hsgp_values(pname, phi, weights)
+                start = 0
+                for mod, scale in zip(mods, scales, strict=True):
+                    piece = pt.reshape(delta[start : start + mod.n_data] * scale, mod.data.shape)
+                    start += mod.n_data
+                    mod.noise.build(mod.name, means[mod.name] + piece, mod.data, mod.dims)
+                return
         mu = pt.concatenate([pt.as_tensor_variable(means[m.name]).flatten() for m in mods])
         if len(mods) == 1:
             dims = mods[0].dims
@@ -329,7 +344,25 @@ class JointInversion:
             dims = (f"{block}_obs",)
             labels = [f"{m.name}[{i}]" for m in mods for i in range(m.n_data)]
             model.add_coord(dims[0], labels)
+        if route == "hsgp":
+            noises = [m.noise.factored(m.name, m.n_data) for m in mods]
+            sizes = [m.n_data for m in mods]
+            dsc.marginal_hsgp_likelihood(block, mu, data, phi, weights, sizes, scales, noises, dims)
+            return
+        scale_all = pt.concatenate(
+            [pt.ones(m.n_data) * s for m, s in zip(mods, scales, strict=True)]
+        )
+        kernel = dsc.symbolic_kernel(process, coords, ls, amp) * pt.outer(scale_all, scale_all)
+        noise = pt.linalg.block_diag(*[m.noise.covariance_tensor(m.name, m.n_data) for m in mods])
         pm.MvNormal(block, mu=mu, cov=noise + kernel, observed=data, dims=dims)
+
+    @staticmethod
+    def _discrepancy_plan(mods: list[Modality]) -> tuple[str, bool]:
+        """Return ``(route, marginalize_basis)`` of a discrepancy block (errors name a modality)."""
+        process = mods[0].discrepancy.process
+        n_data = sum(m.n_data for m in mods)
+        gaussian = [isinstance(m.noise, Gaussian) for m in mods]
+        return process.plan(n_data, gaussian, [m.name for m in mods])
 
     @staticmethod
     def _evaluate_shape(model: pm.Model, tensor: Any) -> tuple[int, ...]:

@@ -150,21 +150,30 @@ class Gaussian(Noise):
             return self._chol
         return np.broadcast_to(self.sd, data_shape).ravel().astype(float)
 
-    def covariance_tensor(self, modality: str, n: int) -> Any:
-        """Return the ``(n, n)`` noise covariance as a tensor, adding learned variables if any.
+    def factored(self, modality: str, n: int) -> tuple[Any, np.ndarray]:
+        """Return ``(f, fixed)`` with the covariance ``f² · C``, adding learned variables if any.
 
-        Used when the noise is combined with a marginalized discrepancy covariance.
+        ``f`` is a scalar (a model variable when learned: ``<modality>_sigma`` or
+        ``<modality>_noise_scale``, else 1.0); ``fixed`` is the known part: the sd vector of
+        length ``n`` (``C = diag(fixed²)``) or the lower Cholesky factor of ``cov``
+        (``C = fixed fixedᵀ``). Used when the noise is combined with a marginalized discrepancy.
         """
         if isinstance(self.sd, Prior):
-            sigma = self.sd.build(f"{modality}_sigma", (), None)
-            return pt.eye(n) * sigma**2
+            return self.sd.build(f"{modality}_sigma", (), None), np.ones(n)
         factor = (
             1.0 if self.scale is None else self.scale.build(f"{modality}_noise_scale", (), None)
         )
         if self.cov is not None:
-            return factor**2 * pt.constant(self.cov)
-        sd = np.broadcast_to(self.sd, (n,)).astype(float)
-        return factor**2 * pt.diag(pt.constant(sd**2))
+            if self._chol is None:
+                self._chol = sla.cholesky(self.cov, lower=True)
+            return factor, self._chol
+        return factor, np.broadcast_to(self.sd, (n,)).astype(float)
+
+    def covariance_tensor(self, modality: str, n: int) -> Any:
+        """Return the ``(n, n)`` noise covariance as a tensor, adding learned variables if any."""
+        factor, fixed = self.factored(modality, n)
+        known = self.cov if self.cov is not None else np.diag(fixed**2)
+        return factor**2 * pt.constant(known)
 
     def build(self, modality, mu, data, dims):
         """Add the observed ``Normal``/``MvNormal`` named after the modality."""

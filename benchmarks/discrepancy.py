@@ -4,9 +4,16 @@ One modality of ``n`` data on a 1 km profile, two physical parameters (a buried 
 anomaly and a linear trend, ``bj.physics.Linear``), Gaussian noise of known sd, and a Matérn-5/2
 GP discrepancy with *learned* hyperparameters (lengthscale ``LogNormal(log 200 m, 0.4)``, 5–95 %
 range 103–386 m whatever ``n`` is; amplitude ``HalfNormal(0.05 mGal)``). The same problem is built
-with ``method="exact"`` (δ integrated out: an ``n x n`` covariance and its Cholesky factor per
-evaluation) and ``method="hsgp"`` (reduced-rank basis, coefficients sampled) at
-``n = 200, 1,000, 5,000, 20,000`` and measured for
+on three routes,
+
+* ``exact``: ``method="exact"``, δ integrated out: an ``n x n`` covariance and its Cholesky
+  factor per evaluation;
+* ``hsgp``: ``method="hsgp"`` (the default there), reduced-rank basis with its coefficients
+  integrated out (Woodbury identity, ``O(n M + M³)`` per evaluation);
+* ``hsgp_sampled``: ``method="hsgp", marginalize_basis=False``, the basis coefficients sampled by
+  NUTS with the hyperparameters,
+
+at ``n = 200, 1,000, 5,000, 20,000`` and measured for
 
 * **gradient time**: one log-density-plus-gradient evaluation, the function NUTS calls
   (``model.logp_dlogp_function(ravel_inputs=True)``), median and best of repeated calls at the
@@ -32,6 +39,7 @@ Usage::
     python benchmarks/discrepancy.py                   # full sizes, one subprocess per case
     python benchmarks/discrepancy.py --blas-threads 2  # let OpenBLAS use two threads
     python benchmarks/discrepancy.py --quick           # n = 50 in-process (smoke run)
+    python benchmarks/discrepancy.py --routes hsgp --sizes 20000   # one case
 
 BLAS runs on one thread by default (``--blas-threads 1``; ``0`` keeps the library default): on a
 shared, loaded 2-core machine multi-threaded OpenBLAS made small triangular solves ~200x slower
@@ -54,7 +62,7 @@ import numpy as np
 
 SCHEMA = "bayesjoint-benchmark-discrepancy/1"
 SIZES = {"full": (200, 1_000, 5_000, 20_000), "quick": (50,)}
-ROUTES = ("exact", "hsgp")
+ROUTES = ("exact", "hsgp", "hsgp_sampled")
 PROFILE = 1000.0  # m
 NOISE_SD = 0.005  # mGal
 EXACT_MAX_N = 5_000  # larger exact cases are skipped (see the module docstring)
@@ -82,7 +90,8 @@ def build(n: int, route: str):
         lengthscale=bj.priors.LogNormal(float(np.log(200.0)), 0.4),
         amplitude=bj.priors.HalfNormal(0.05),
         coords=x,
-        method=route,
+        method="exact" if route == "exact" else "hsgp",
+        marginalize_basis=False if route == "hsgp_sampled" else None,
     )
     mod = bj.Modality(
         "gravity",
@@ -154,6 +163,7 @@ def measure(n: int, route: str, args: argparse.Namespace) -> dict[str, Any]:
         "compile_s": compile_s,
         "hsgp_basis": gp.hsgp_settings.get("m"),
         "hsgp_c": gp.hsgp_settings.get("c"),
+        "hsgp_coefficients": gp.hsgp_settings.get("coefficients"),
     }
     grad_ms = out["grad_ms_median"]
     if args.draws == 0:
@@ -318,7 +328,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     t_start = time.perf_counter()
     for n in args.sizes or SIZES[size_key]:
-        for route in ROUTES:
+        for route in args.routes:
             if route == "exact" and n > EXACT_MAX_N:
                 result["cases"].append(
                     {
@@ -401,6 +411,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="comma-separated data sizes instead of the defaults, e.g. 200,20000",
     )
+    parser.add_argument(
+        "--routes",
+        type=lambda v: tuple(v.split(",")),
+        default=ROUTES,
+        help=f"comma-separated routes among {','.join(ROUTES)} (default: all)",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.draws is None:
@@ -415,6 +431,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--max-repeat must be at least 3")
     if args.blas_threads < 0:
         parser.error("--blas-threads must be 0 (library default) or more")
+    unknown = sorted(set(args.routes) - set(ROUTES))
+    if unknown:
+        parser.error(f"unknown route(s) {unknown}; choose among {list(ROUTES)}")
     if args.isolation is None:
         args.isolation = "inprocess" if args.quick else "subprocess"
     return args

@@ -310,3 +310,20 @@ def test_diagnose_accepts_a_path_and_rejects_other_input(idata, tmp_path):
         diagnose({"x": 1})
     with pytest.raises(ValueError, match="no posterior group"):
         diagnose(az.InferenceData(observed_data=idata.observed_data))
+
+
+def test_roles_of_discrepancy_variables():
+    from bayesjoint.diagnostics import _role
+
+    latent = {"theta": {"kind": "parameter"}}
+    assert _role("terrain_lengthscale", latent, ["a", "b"]) == (
+        "terrain",
+        "discrepancy lengthscale",
+    )
+    assert _role("g_discrepancy_amplitude", latent, ["g"]) == (
+        "g_discrepancy",
+        "discrepancy amplitude",
+    )
+    assert _role("b_discrepancy_scale", latent, ["a", "b"]) == ("b", "discrepancy scale")
+    assert _role("b_sigma", latent, ["a", "b"]) == ("b", "noise sd")
+    assert _role("other_thing", latent, ["a"]) == ("other_thing", "other")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -194,28 +196,64 @@ def test_nuts_with_exact_discrepancy_matches_exact_posterior():
 
 @pytest.mark.slow
 def test_hsgp_and_exact_routes_agree_at_n_300():
-    # The same shared-discrepancy problem with n = 300 data through both routes: the posterior
-    # of the physical parameters agrees within 4 combined MCSE (independent chains).
+    # The same shared-discrepancy problem with n = 300 data through the exact route and the HSGP
+    # route with the coefficients integrated out (the default) and sampled: the posterior of
+    # the physical parameters agrees within 4 combined MCSE (independent chains).
     import arviz as az
 
     results = {}
-    for method in ("exact", "hsgp"):
+    for route in ("exact", "hsgp", "hsgp_sampled"):
+        method = "exact" if route == "exact" else "hsgp"
         problem, _ = _shared_problem(method=method, n=(150, 150), lengthscale=4.0, seed=9)
+        process = problem.modalities["a"].discrepancy.process
+        process.marginalize_basis = route != "hsgp_sampled"
         idata = problem.sample(
             draws=500, tune=500, chains=2, cores=1, random_seed=5, progressbar=False
         )
         post = idata.posterior["theta"]
-        results[method] = (
+        results[route] = (
             post.mean(("chain", "draw")).values,
             az.mcse(idata.posterior, var_names=["theta"])["theta"].values,
             post.std(("chain", "draw")).values,
         )
         if method == "hsgp":
-            process = problem.modalities["a"].discrepancy.process
             assert process.route == "hsgp" and process.hsgp_settings["m"][0] >= 8
-    (m1, e1, s1), (m2, e2, s2) = results["exact"], results["hsgp"]
-    assert np.all(np.abs(m1 - m2) <= 4 * np.hypot(e1, e2)), (m1, m2, e1, e2)
-    np.testing.assert_allclose(s1, s2, rtol=0.15)  # sd estimates from ~300-ESS chains: ±6 % each
+            sampled = "terrain_basis" in idata.posterior
+            assert sampled == (route == "hsgp_sampled")
+    m1, e1, s1 = results["exact"]
+    for route in ("hsgp", "hsgp_sampled"):
+        m2, e2, s2 = results[route]
+        assert np.all(np.abs(m1 - m2) <= 4 * np.hypot(e1, e2)), (route, m1, m2, e1, e2)
+        np.testing.assert_allclose(s1, s2, rtol=0.15)  # sd from ~300-ESS chains: ±6 % each
+
+
+def test_hsgp_coefficients_sampled_for_non_gaussian_noise():
+    x = bj.Parameter("x", prior=bj.priors.Normal())
+    coords = np.linspace(0.0, 10.0, 20)
+
+    def problem(noise, **gp):
+        gp = bj.discrepancy.GP(lengthscale=2.0, amplitude=0.5, coords=coords, **gp)
+        mod = bj.Modality(
+            "g", bj.physics.Linear(np.ones((20, 1)), "x"), np.zeros(20), noise, discrepancy=gp
+        )
+        return bj.JointInversion([x], [mod]), gp
+
+    robust, gp = problem(bj.noise.StudentT(0.1), method="hsgp")
+    model = robust.model
+    assert gp.hsgp_settings["coefficients"] == "sampled"
+    assert model["g_discrepancy_basis"].eval().shape == (gp.hsgp_settings["m"][0],)
+    # The modality keeps its own pointwise Student-t likelihood, given the coefficients.
+    assert [rv.name for rv in model.observed_RVs] == ["g"]
+    assert model["g"].owner.op.name == "t"
+    with pytest.raises(ValueError, match="modality 'g': integrating out the HSGP coefficients"):
+        problem(bj.noise.StudentT(0.1), method="hsgp", marginalize_basis=True)
+    with pytest.raises(ValueError, match="modality 'g': the exact discrepancy route needs"):
+        problem(bj.noise.StudentT(0.1), method="exact")
+    with pytest.raises(TypeError, match="modality 'g': discrepancy marginalize_basis must be"):
+        problem(bj.noise.Gaussian(0.1), marginalize_basis="yes")
+    explicit, gp = problem(bj.noise.Gaussian(0.1), method="hsgp", marginalize_basis=False)
+    assert "g_discrepancy_basis" in explicit.model.named_vars
+    assert gp.hsgp_settings["coefficients"] == "sampled"
 
 
 def test_two_learned_lengthscales_build_without_stray_variables():
@@ -247,3 +285,202 @@ def test_default_hsgp_basis_does_not_grow_with_dense_data():
         prior = dsc.GP().default_lengthscale_prior(x)
         sizes.append(dsc.hsgp_basis_settings(x, "matern52", dsc._prior_range(prior), None)[0][0])
     assert sizes[0] == sizes[1] < 2000
+
+
+# -- HSGP route with the basis coefficients integrated out ------------------------------------
+
+
+def _hsgp_basis_by_hand(x: np.ndarray, m: int, c: float) -> tuple[np.ndarray, np.ndarray]:
+    """Laplacian eigenfunctions on [-L, L] around the centre of x, and their frequencies.
+
+    Written from Solin & Särkkä (2020), eq. 11: φ_j(x) = L^{-1/2} sin(π j (x + L) / (2L)),
+    √λ_j = π j / (2L), with L = c · max|x − centre| (Riutort-Mayol et al. 2022).
+    """
+    xs = x - (x.max() + x.min()) / 2
+    half = c * np.max(np.abs(xs))
+    omega = np.pi * np.arange(1, m + 1) / (2 * half)
+    return np.sqrt(1 / half) * np.sin(omega[None] * (xs[:, None] + half)), omega
+
+
+def _marginal_hsgp_problem(n_basis=None):
+    """Two modalities sharing a learned HSGP discrepancy; learned and full-covariance noise.
+
+    The default basis (35 functions) is evaluated through the Woodbury form; ``n_basis=80``,
+    more functions than the 55 data, through the dense n × n form.
+    """
+    rng = np.random.default_rng(1)
+    xa, xb = np.linspace(0, 10, 30), np.linspace(1, 9, 25)
+    theta = bj.Parameter("theta", shape=2, prior=bj.priors.Normal(0.0, 2.0))
+    gp = bj.discrepancy.GP(
+        kernel="squared_exponential",
+        lengthscale=bj.priors.LogNormal(np.log(3.0), 0.3),
+        amplitude=bj.priors.HalfNormal(0.5),
+        name="terrain",
+        method="hsgp",
+        n_basis=n_basis,
+    )
+    a = np.column_stack([np.ones(xa.size), xa])
+    b = np.column_stack([np.ones(xb.size), 0.5 * xb])
+    cov_b = 0.09 * np.exp(-np.abs(xb[:, None] - xb[None]) / 2.0)
+    mods = [
+        bj.Modality(
+            "a",
+            bj.physics.Linear(a, "theta"),
+            rng.normal(size=xa.size),
+            bj.noise.Gaussian(bj.priors.HalfNormal(1.0)),
+            discrepancy=gp.term(coords=xa),
+        ),
+        bj.Modality(
+            "b",
+            bj.physics.Linear(b, "theta"),
+            rng.normal(size=xb.size),
+            bj.noise.Gaussian(cov=cov_b, scale=bj.priors.LogNormal(0.0, 0.3)),
+            discrepancy=gp.term(coords=xb, scale=bj.priors.LogNormal(0.0, 0.5)),
+        ),
+    ]
+    point = {
+        "theta": np.array([0.3, -0.2]),
+        "terrain_lengthscale": 2.5,
+        "terrain_amplitude": 0.4,
+        "a_sigma": 0.3,
+        "b_noise_scale": 1.2,
+        "b_discrepancy_scale": 1.7,
+    }
+    return bj.JointInversion([theta], mods), gp, (a, b, xa, xb, cov_b, mods), point
+
+
+@functools.cache
+def _built_marginal_hsgp(n_basis=None):
+    """The problem with its model built, and the test point in the model's value space."""
+    problem, gp, parts, point = _marginal_hsgp_problem(n_basis)
+    model = problem.model
+    values = {}
+    for rv in model.free_RVs:
+        transform = model.rvs_to_transforms[rv]
+        val = np.asarray(point[rv.name], dtype=float)
+        values[model.rvs_to_values[rv].name] = (
+            val if transform is None else transform.forward(val).eval()
+        )
+    return problem, gp, parts, point, values
+
+
+@pytest.fixture(params=[None, 80], ids=["woodbury", "dense"])
+def marginal_hsgp(request):
+    return _built_marginal_hsgp(request.param)
+
+
+def _dense_low_rank_covariance(gp, parts, point, *, cross=True):
+    """Noise + A Aᵀ built by hand (the HSGP's basis and squared-exponential spectral density)."""
+    a, b, xa, xb, cov_b, _ = parts
+    x = np.concatenate([xa, xb])
+    phi, omega = _hsgp_basis_by_hand(x, gp.hsgp_settings["m"][0], gp.hsgp_settings["c"])
+    ls, amp = point["terrain_lengthscale"], point["terrain_amplitude"]
+    psd = amp**2 * np.sqrt(2 * np.pi) * ls * np.exp(-0.5 * (ls * omega) ** 2)
+    s = np.concatenate([np.ones(xa.size), np.full(xb.size, point["b_discrepancy_scale"])])
+    low = s[:, None] * phi * np.sqrt(psd)[None]
+    disc = low @ low.T
+    if not cross:
+        disc[: xa.size, xa.size :] = disc[xa.size :, : xa.size] = 0.0
+    noise = np.zeros_like(disc)
+    noise[: xa.size, : xa.size] = np.eye(xa.size) * point["a_sigma"] ** 2
+    noise[xa.size :, xa.size :] = point["b_noise_scale"] ** 2 * cov_b
+    mean = np.concatenate([a, b]) @ point["theta"]
+    return mean, noise + disc
+
+
+def test_marginal_hsgp_block_is_the_dense_low_rank_gaussian(marginal_hsgp):
+    # One observed block, no basis coefficients among the free variables, and its log density
+    # equals scipy's dense Gaussian with covariance noise + A Aᵀ (basis written out by hand).
+    from scipy import stats
+
+    problem, gp, parts, point, values = marginal_hsgp
+    model = problem.model
+    assert [rv.name for rv in model.observed_RVs] == ["terrain"]
+    assert not any(rv.name.endswith("_basis") for rv in model.free_RVs)
+    assert gp.route == "hsgp" and gp.hsgp_settings["coefficients"] == "marginalized"
+    data = np.concatenate([m.data for m in parts[-1]])
+    mean, cov = _dense_low_rank_covariance(gp, parts, point)
+    expected = stats.multivariate_normal(mean, cov).logpdf(data)
+    logp = model.compile_fn(model.logp(vars=model.observed_RVs), on_unused_input="ignore")
+    assert float(logp(values)) == pytest.approx(expected, rel=1e-11)
+    # Negative control: without the cross-modal covariance the density is different.
+    mean, cov_nocross = _dense_low_rank_covariance(gp, parts, point, cross=False)
+    assert abs(stats.multivariate_normal(mean, cov_nocross).logpdf(data) - expected) > 0.1
+
+
+def test_marginal_hsgp_gradient_matches_finite_differences(marginal_hsgp):
+    # Central differences with step 1e-5 in the unconstrained space: truncation error ~1e-10
+    # times the third derivative, so agreement to 1e-6 relative tests the symbolic gradient.
+    problem, _, _, _, values = marginal_hsgp
+    model = problem.model
+    logp = model.compile_logp()
+    dlogp = model.compile_dlogp()
+    grad = dlogp(values)
+    names = [v.name for v in model.value_vars]
+    flat = np.concatenate([np.atleast_1d(values[n]).ravel() for n in names])
+    sizes = [np.atleast_1d(values[n]).size for n in names]
+
+    def unflatten(vec):
+        out, start = {}, 0
+        for name, size in zip(names, sizes, strict=True):
+            out[name] = vec[start : start + size].reshape(np.shape(values[name]))
+            start += size
+        return out
+
+    step = 1e-5
+    numeric = np.array(
+        [
+            (logp(unflatten(flat + step * e)) - logp(unflatten(flat - step * e))) / (2 * step)
+            for e in np.eye(flat.size)
+        ]
+    )
+    np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-6)
+
+
+def test_marginal_hsgp_draws_have_the_block_covariance():
+    # Forward draws of the block at fixed parameters: sample mean and covariance against the
+    # dense Gaussian. With N = 20,000 draws the standard error of a covariance entry is
+    # sqrt((Σii Σjj + Σij²) / N); every entry must lie within 5 standard errors (~1,500 entries,
+    # so a false alarm has probability ~1e-3), the mean within 5 standard errors.
+    import pymc as pm
+
+    problem, gp, parts, point, _ = _built_marginal_hsgp()
+    model = problem.model
+    fixed = {name: np.asarray(val) for name, val in point.items()}
+    # The block's forward graph with the free variables as inputs (held at the point).
+    fn = pm.compile(list(model.free_RVs), model["terrain"], random_seed=3)
+    draws = np.stack([fn(*[fixed[rv.name] for rv in model.free_RVs]) for _ in range(20_000)])
+    mean, cov = _dense_low_rank_covariance(gp, parts, point)
+    n = draws.shape[0]
+    se_mean = np.sqrt(np.diag(cov) / n)
+    assert np.max(np.abs(draws.mean(0) - mean) / se_mean) < 5
+    se_cov = np.sqrt((np.outer(np.diag(cov), np.diag(cov)) + cov**2) / n)
+    z = np.abs(np.cov(draws, rowvar=False) - cov) / se_cov
+    assert z.max() < 5, z.max()
+    # Negative control: against the covariance without the cross-modal terms the check fails.
+    _, cov_nocross = _dense_low_rank_covariance(gp, parts, point, cross=False)
+    assert (np.abs(np.cov(draws, rowvar=False) - cov_nocross) / se_cov).max() > 5
+
+
+def test_auto_route_choice_and_large_basis_warning():
+    x = bj.Parameter("x", prior=bj.priors.Normal())
+
+    def build(n, noise, **gp):
+        gp = bj.discrepancy.GP(coords=np.linspace(0.0, 1000.0, n), **gp)
+        mod = bj.Modality(
+            "g", bj.physics.Linear(np.ones((n, 1)), "x"), np.zeros(n), noise, discrepancy=gp
+        )
+        model = bj.JointInversion([x], [mod]).model  # building it decides the route
+        assert [rv.name for rv in model.observed_RVs] == ["g"]
+        return gp
+
+    # Small Gaussian block: exact. Non-Gaussian noise: HSGP with sampled coefficients.
+    assert build(50, bj.noise.Gaussian(0.1)).route == "exact"
+    robust = build(50, bj.noise.StudentT(0.1), lengthscale=200.0, amplitude=0.1)
+    assert (robust.route, robust.hsgp_settings["coefficients"]) == ("hsgp", "sampled")
+    # 450 data, above EXACT_MAX_DATA: a fixed long lengthscale needs a small basis (HSGP), the
+    # default prior (20-1000 m) needs more functions than data, so the exact route is used.
+    assert build(450, bj.noise.Gaussian(0.1), lengthscale=300.0, amplitude=0.1).route == "hsgp"
+    assert build(450, bj.noise.Gaussian(0.1), amplitude=0.1).route == "exact"
+    with pytest.warns(UserWarning, match="'g_discrepancy': the HSGP basis has 600 functions"):
+        build(700, bj.noise.Gaussian(0.1), method="hsgp", n_basis=600, amplitude=0.1)
