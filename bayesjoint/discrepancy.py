@@ -172,9 +172,11 @@ class GP:
     default for Gaussian noise) forms the same single block. With sampled coefficients each
     modality keeps its own block and pointwise log-likelihood, conditional on ``<name>_basis``.
 
-    The route actually taken is recorded in :attr:`route` (``"exact"`` or ``"hsgp"``) and, for
-    HSGP, :attr:`hsgp_settings` (``m``, ``c``, the lengthscale range and ``coefficients``:
-    ``"marginalized"`` or ``"sampled"``) once the model is built.
+    Once the model is built, :attr:`route` records the route taken (``"exact"`` or ``"hsgp"``),
+    :attr:`resolved_hyperparameters` the lengthscale and amplitude used (default priors
+    included) and, for HSGP, :attr:`hsgp_settings` the basis (``m``, ``c``, the lengthscale
+    range, and ``coefficients``: ``"marginalized"`` or ``"sampled"``). Saved results carry the
+    same in their ``discrepancies`` provenance attribute.
 
     Examples
     --------
@@ -206,6 +208,7 @@ class GP:
         self.name = name
         self.hsgp_settings: dict[str, Any] = {}
         self.route: str | None = None
+        self.resolved_hyperparameters: dict[str, Any] = {}
 
     def validate(self, owner: str) -> None:
         """Check kernel, method and hyperparameters; errors name ``owner`` (the modality)."""
@@ -401,6 +404,7 @@ def build_hyperparameters(process: GP, name: str, coords: np.ndarray, data: np.n
         ls_range = (ls, ls * (1.0 + 1e-6))  # a point: the heuristics need lo < hi
         ls_var = ls
     amp_var = amp.build(f"{name}_amplitude", (), None) if isinstance(amp, Prior) else amp
+    process.resolved_hyperparameters = {"lengthscale": ls, "amplitude": amp}
     return ls_var, amp_var, ls_range
 
 

@@ -605,7 +605,7 @@ def _provenance(idata: Any) -> dict[str, Any]:
         if k in attrs
     ]
     out = {k: attrs[k] for k in keys}
-    for key in ("modalities", "latent"):
+    for key in ("modalities", "latent", "discrepancies"):
         if key in attrs:
             try:
                 items = json.loads(attrs[key])

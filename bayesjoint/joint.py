@@ -383,8 +383,39 @@ class JointInversion:
             for v in self.latent.values()
         ]
         info = {"latent": latent, "couplings": [c.describe() for c in self.couplings]}
+        discrepancies = self._describe_discrepancies()
+        if discrepancies:
+            info["discrepancies"] = discrepancies
         info.update(extra or {})
         return provenance(random_seed, self.modalities.values(), info)
+
+    def _describe_discrepancies(self) -> list[dict[str, Any]]:
+        """Each discrepancy block: process, hyperparameters, route and HSGP basis as built."""
+
+        def text(value: Any) -> Any:
+            return value.describe() if isinstance(value, Prior) else value
+
+        out = []
+        for block, mods in self.blocks():
+            if mods[0].discrepancy is None:
+                continue
+            process = mods[0].discrepancy.process
+            used = process.resolved_hyperparameters
+            out.append(
+                {
+                    "block": block,
+                    "process": self._process_name(mods[0]),
+                    "modalities": [m.name for m in mods],
+                    "kernel": process.kernel,
+                    "lengthscale": text(used.get("lengthscale", process.lengthscale)),
+                    "amplitude": text(used.get("amplitude", process.amplitude)),
+                    "scales": {m.name: text(m.discrepancy.scale) for m in mods},
+                    "method": process.method,
+                    "route": process.route,
+                    "hsgp": dict(process.hsgp_settings),
+                }
+            )
+        return out
 
     def sample(
         self,

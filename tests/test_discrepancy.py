@@ -484,3 +484,29 @@ def test_auto_route_choice_and_large_basis_warning():
     assert build(450, bj.noise.Gaussian(0.1), amplitude=0.1).route == "exact"
     with pytest.warns(UserWarning, match="'g_discrepancy': the HSGP basis has 600 functions"):
         build(700, bj.noise.Gaussian(0.1), method="hsgp", n_basis=600, amplitude=0.1)
+
+
+def test_provenance_records_the_discrepancy_as_built():
+    import json
+
+    problem, gp, _, _, _ = _built_marginal_hsgp()
+    (entry,) = json.loads(problem._provenance(random_seed=1)["discrepancies"])
+    assert entry["block"] == "terrain" and entry["modalities"] == ["a", "b"]
+    assert entry["route"] == "hsgp" and entry["hsgp"]["coefficients"] == "marginalized"
+    assert entry["hsgp"]["m"] == gp.hsgp_settings["m"]
+    assert entry["lengthscale"] == gp.lengthscale.describe()
+    assert entry["scales"]["a"] == 1.0 and entry["scales"]["b"].startswith("LogNormal")
+    # Default priors are recorded as the priors actually used, not as None.
+    x = bj.Parameter("x", prior=bj.priors.Normal())
+    mod = bj.Modality(
+        "g",
+        bj.physics.Linear(np.ones((5, 1)), "x"),
+        np.arange(5.0),
+        bj.noise.Gaussian(1.0),
+        discrepancy=bj.discrepancy.GP(coords=np.arange(5.0)),
+    )
+    plain = bj.JointInversion([x], [mod])
+    assert plain.model["g_discrepancy_lengthscale"] is not None
+    (entry,) = json.loads(plain._provenance(random_seed=1)["discrepancies"])
+    assert entry["lengthscale"].startswith("LogNormal")
+    assert entry["amplitude"].startswith("HalfNormal") and entry["route"] == "exact"
