@@ -22,7 +22,9 @@ where ``s_k`` is a per-modality scale (1 by default) and ``δ`` may be shared by
   modality keeps its own block, conditionally independent given ``β``; NUTS then has to explore
   ``β`` jointly with the hyperparameters, which mixes poorly when the data are many and precise.
 
-``method="auto"`` picks the exact route up to :data:`EXACT_MAX_DATA` data per block, HSGP above.
+``method="auto"`` picks the exact route up to :data:`EXACT_MAX_DATA` data per block (or while the
+HSGP basis would be at least as large as the block), HSGP above, and HSGP with sampled
+coefficients for non-Gaussian noise.
 """
 
 from __future__ import annotations
@@ -159,8 +161,8 @@ class GP:
         (the only case where it is exact), sample otherwise.
     name : str, optional
         Names the hyperparameters (``<name>_lengthscale``, ``<name>_amplitude``) and, for a shared
-        exact block, the block's observed variable. Default ``<modality>_discrepancy`` for a
-        single modality; required for a shared process.
+        block (exact, or HSGP with integrated-out coefficients), the block's observed variable.
+        Default ``<modality>_discrepancy`` for a single modality; required for a shared process.
 
     Notes
     -----
