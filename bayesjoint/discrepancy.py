@@ -35,8 +35,11 @@ from typing import Any
 
 import numpy as np
 import pymc as pm
+import pytensor
 import pytensor.tensor as pt
 import scipy.linalg as sla
+from pytensor.graph.basic import Apply
+from pytensor.graph.op import Op
 
 from bayesjoint.priors import LogNormal, Prior
 
@@ -433,18 +436,92 @@ def hsgp_basis(
     ``δ = Φ (β ⊙ λ)`` with ``β ~ N(0, I)`` has covariance ``Φ diag(λ²) Φᵀ ≈ amplitude² K``.
     Records ``m``, ``c`` and the lengthscale range in ``process.hsgp_settings``.
     """
+    from pymc.gp.hsgp_approx import calc_eigenvalues, calc_eigenvectors
+
     m, c = hsgp_basis_settings(coords, process.kernel, ls_range, process.n_basis)
     process.hsgp_settings = {"m": m, "c": c, "lengthscale_range": list(ls_range)}
+    centre = (coords.max(axis=0) + coords.min(axis=0)) / 2.0
+    half_width = c * (coords.max(axis=0) - coords.min(axis=0)) / 2.0  # L, as pymc sets it
     cov = amplitude**2 * _pymc_cov(process.kernel, coords.shape[1], lengthscale)
-    gp = pm.gp.HSGP(m=m, c=c, cov_func=cov)
-    phi, sqrt_psd = gp.prior_linearized(pt.constant(coords))
-    return np.asarray(phi.eval(), dtype=float), sqrt_psd
+    gp = pm.gp.HSGP(m=m, L=list(half_width), cov_func=cov)
+    _, sqrt_psd = gp.prior_linearized(pt.constant(coords))
+    # Φ through a compiled function of the centred coordinates: evaluating the graph on constants
+    # would fold it element by element in Python (minutes for 20,000 x 1,265).
+    x = pt.dmatrix("x")
+    bound = pt.constant(half_width)
+    basis = calc_eigenvectors(x, bound, calc_eigenvalues(bound, m), m)
+    phi = pytensor.function([x], basis)(coords - centre)
+    return np.asarray(phi, dtype=float), sqrt_psd
 
 
 def hsgp_values(name: str, phi: np.ndarray, weights: Any) -> Any:
     """Add the HSGP basis coefficients ``<name>_basis`` and return ``δ = Φ (β ⊙ λ)``."""
     beta = pm.Normal(f"{name}_basis", 0.0, 1.0, shape=phi.shape[1])
     return pt.constant(phi) @ (beta * weights)
+
+
+class _LogdetAndQuadratic(Op):
+    """``log det B + sign · bᵀ B⁻¹ b`` for a symmetric positive-definite ``B``, with its gradient.
+
+    One Cholesky factorization forward; the gradient ``∂/∂B = B⁻¹ − sign · x xᵀ``,
+    ``∂/∂b = 2 sign · x`` (``x = B⁻¹ b``) needs ``B⁻¹`` (LAPACK ``potrf`` + ``potri``), about a
+    third of the work of differentiating through a generic Cholesky op. A factorization that fails
+    (``B`` not positive definite in floating point) gives ``+inf``, a log density of ``-inf``.
+    """
+
+    __props__ = ("sign",)
+
+    def __init__(self, sign: float):
+        self.sign = float(sign)
+
+    def make_node(self, matrix, vector):
+        matrix = pt.as_tensor_variable(matrix, dtype="float64")
+        vector = pt.as_tensor_variable(vector, dtype="float64")
+        return Apply(self, [matrix, vector], [pt.dscalar()])
+
+    def perform(self, node, inputs, outputs):
+        matrix, vector = inputs
+        try:
+            factor = sla.cholesky(matrix, lower=True, check_finite=False)
+        except np.linalg.LinAlgError:
+            outputs[0][0] = np.asarray(np.inf)
+            return
+        half = sla.solve_triangular(factor, vector, lower=True, check_finite=False)
+        logdet = 2.0 * np.sum(np.log(np.diag(factor)))
+        outputs[0][0] = np.asarray(logdet + self.sign * (half @ half))
+
+    def L_op(self, inputs, outputs, output_grads):
+        matrix, vector = inputs
+        (grad,) = output_grads
+        inverse = _spd_inverse(matrix)
+        x = pt.dot(inverse, vector)
+        return [grad * (inverse - self.sign * pt.outer(x, x)), grad * 2.0 * self.sign * x]
+
+
+class _SPDInverse(Op):
+    """Inverse of a symmetric positive-definite matrix through its Cholesky factor."""
+
+    __props__ = ()
+
+    def make_node(self, matrix):
+        matrix = pt.as_tensor_variable(matrix, dtype="float64")
+        return Apply(self, [matrix], [pt.dmatrix()])
+
+    def perform(self, node, inputs, outputs):
+        (matrix,) = inputs
+        try:
+            factor = sla.cholesky(matrix, lower=True, check_finite=False)
+            inverse, info = sla.lapack.dpotri(factor, lower=1)
+        except np.linalg.LinAlgError:
+            info = 1
+        if info != 0:
+            outputs[0][0] = np.full_like(matrix, np.nan)
+            return
+        lower = np.tril(inverse)
+        outputs[0][0] = lower + np.tril(inverse, -1).T
+
+
+_spd_inverse = _SPDInverse()
 
 
 def marginal_hsgp_likelihood(
@@ -531,22 +608,17 @@ def marginal_hsgp_likelihood(
         if dense:  # M ≥ n: the n × n whitened covariance is the smaller factorization
             rep = np.repeat(np.arange(len(sizes)), sizes)
             low = (scales[rep][:, None] * psi) * weights[None, :]
-            chol = pt.linalg.cholesky(pt.diag(factors[rep] ** 2) + low @ low.T)
-            w = pt.linalg.solve_triangular(chol, pt.concatenate(rho), lower=True)
-            logdet = 2.0 * pt.sum(pt.log(pt.diag(chol)))
-            return -0.5 * (pt.sum(w**2) + logdet + constant)
+            cov = pt.diag(factors[rep] ** 2) + low @ low.T
+            return -0.5 * (_LogdetAndQuadratic(1.0)(cov, pt.concatenate(rho)) + constant)
         inv_f2 = 1.0 / factors**2
         sq = pt.stack([pt.sum(r**2) for r in rho])
         u = pt.concatenate([r * (scales[k] * inv_f2[k]) for k, r in enumerate(rho)])
         b = weights * pt.dot(psi.T, u)
         gram = pt.tensordot(scales**2 * inv_f2, grams, axes=1)
-        chol = pt.linalg.cholesky(pt.eye(n_basis) + weights[:, None] * gram * weights[None, :])
-        w = pt.linalg.solve_triangular(chol, b, lower=True)
-        quad = pt.sum(sq * inv_f2) - pt.sum(w**2)
-        logdet = 2.0 * pt.sum(pt.log(pt.diag(chol))) + 2.0 * pt.sum(
-            np.array(sizes) * pt.log(factors)
-        )
-        return -0.5 * (quad + logdet + constant)
+        inner = pt.eye(n_basis) + weights[:, None] * gram * weights[None, :]
+        noise_logdet = 2.0 * pt.sum(np.array(sizes) * pt.log(factors))
+        woodbury = _LogdetAndQuadratic(-1.0)(inner, b)  # log det B − bᵀ B⁻¹ b
+        return -0.5 * (pt.sum(sq * inv_f2) + woodbury + noise_logdet + constant)
 
     def random(mu, weights, scales, factors, rng=None, size=None):
         shape = tuple(np.atleast_1d(size)) if size is not None else ()

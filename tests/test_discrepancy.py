@@ -510,3 +510,28 @@ def test_provenance_records_the_discrepancy_as_built():
     (entry,) = json.loads(plain._provenance(random_seed=1)["discrepancies"])
     assert entry["lengthscale"].startswith("LogNormal")
     assert entry["amplitude"].startswith("HalfNormal") and entry["route"] == "exact"
+
+
+def test_logdet_and_quadratic_op():
+    # log det B ± bᵀB⁻¹b against numpy, its gradient against finite differences (pytensor's
+    # verify_grad, through a symmetric parameterization B = A Aᵀ + I), and +inf for a matrix
+    # that is not positive definite.
+    import pytensor
+    import pytensor.tensor as pt
+
+    from bayesjoint.discrepancy import _LogdetAndQuadratic
+
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(size=(6, 6)), rng.normal(size=6)
+    spd = a @ a.T + np.eye(6)
+    mat, vec = pt.dmatrix("B"), pt.dvector("b")
+    for sign in (1.0, -1.0):
+        value = pytensor.function([mat, vec], _LogdetAndQuadratic(sign)(mat, vec))
+        expected = np.linalg.slogdet(spd)[1] + sign * b @ np.linalg.solve(spd, b)
+        assert float(value(spd, b)) == pytest.approx(expected, rel=1e-12)
+        assert float(value(-spd, b)) == np.inf
+        pytensor.gradient.verify_grad(
+            lambda a_, b_, s=sign: _LogdetAndQuadratic(s)(a_ @ a_.T + pt.eye(6), b_),
+            [a, b],
+            rng=np.random.default_rng(6),
+        )
