@@ -53,14 +53,15 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 import warnings
 from typing import Any
 
+import _machine
 import numpy as np
+from _machine import rss_mib
 
 SCHEMA = "bayesjoint-benchmark-discrepancy/1"
 SIZES = {"full": (200, 1_000, 5_000, 20_000), "quick": (50,)}
@@ -109,28 +110,13 @@ def build(n: int, route: str, default_lengthscale: bool = False):
     return bj.JointInversion([theta], [mod]), gp
 
 
-def _rss_mib() -> tuple[float | None, float | None]:
-    """Return (current RSS, peak RSS) of this process in MiB (Linux)."""
-    current = None
-    with contextlib.suppress(OSError), open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                current = float(line.split()[1]) / 1024.0
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - Windows
-        return current, None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return current, (peak / 1024.0**2 if sys.platform == "darwin" else peak / 1024.0)
-
-
 def measure(n: int, route: str, args: argparse.Namespace) -> dict[str, Any]:
     """Gradient time, optional short NUTS run, and memory of one case (in this process)."""
     import pymc as pm  # noqa: F401  (imported before the baseline RSS is read)
 
     import bayesjoint as bj  # noqa: F401
 
-    rss_imports, _ = _rss_mib()
+    rss_imports, _ = rss_mib()
     t0 = time.perf_counter()
     with warnings.catch_warnings():  # the large-basis warning, expected with the default prior
         warnings.simplefilter("ignore", UserWarning)
@@ -192,7 +178,7 @@ def measure(n: int, route: str, args: argparse.Namespace) -> dict[str, Any]:
         out["blas_threads"] = {
             os.path.basename(p["filepath"]): p["num_threads"] for p in threadpool_info()
         }
-    rss_now, rss_peak = _rss_mib()
+    rss_now, rss_peak = rss_mib()
     out.update(
         {
             "rss_after_imports_mib": rss_imports,
@@ -254,38 +240,8 @@ def nuts(problem, fn, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def machine_info() -> dict[str, Any]:
-    """Platform, CPU, versions, BLAS thread pools and load average."""
-    from importlib.metadata import version
-
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": (
-            len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-        ),
-        "versions": {},
-    }
-    for name in ("numpy", "scipy", "pymc", "pytensor", "bayesjoint"):
-        with contextlib.suppress(Exception):
-            info["versions"][name] = version(name)
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                info["cpu_model"] = line.split(":", 1)[1].strip()
-                break
-    with contextlib.suppress(OSError), open("/proc/meminfo") as fh:
-        info["mem_total_gib"] = float(fh.readline().split()[1]) / 1024.0**2
-    try:
-        import scipy.linalg  # noqa: F401
-        from threadpoolctl import threadpool_info
-
-        info["blas"] = [
-            {k: p.get(k) for k in ("internal_api", "version", "num_threads", "filepath")}
-            for p in threadpool_info()
-        ]
-    except ImportError:
-        info["blas"] = None
+    """Platform, CPU, versions, BLAS thread pools and the BLAS pytensor's C code links."""
+    info = _machine.machine_info(("numpy", "scipy", "pymc", "pytensor", "bayesjoint"))
     with contextlib.suppress(Exception):
         import pytensor
 
@@ -365,7 +321,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result["total_s"] = time.perf_counter() - t_start
     result["load_average_end"] = _load()
     if args.isolation == "inprocess":  # thread pools as the cases saw them (all libraries loaded)
-        result["machine"]["blas"] = machine_info()["blas"]
+        result["machine"]["blas"] = _machine.blas_pools()
     goal_case = next(
         (
             c

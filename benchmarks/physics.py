@@ -34,7 +34,6 @@ import contextlib
 import gc
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -42,7 +41,9 @@ import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
+import _machine
 import numpy as np
+from _machine import package_version, rss_mib
 
 SCHEMA = "bayesjoint-benchmark-physics/1"
 MIB = 1024.0 * 1024.0
@@ -225,16 +226,6 @@ WARMUP = {"gravity": (2, 2, 2), "traveltime": (4, 2, 2)}
 # ------------------------------------------------------------------------------------------------
 # measurement
 # ------------------------------------------------------------------------------------------------
-def _maxrss_mib() -> float | None:
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - Windows
-        return None
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # Linux reports KiB, macOS bytes.
-    return rss / MIB if sys.platform == "darwin" else rss / 1024.0
-
-
 def _describe(mat: Any) -> dict[str, Any]:
     import scipy.sparse as sp
 
@@ -266,7 +257,7 @@ def measure(case: str, size_key: str, repeat: int) -> dict[str, Any]:
     build = factory(shape)
 
     gc.collect()
-    rss_before = _maxrss_mib()
+    rss_before = rss_mib()[1]
     times, cpu_times = [], []
     mat = None
     for _ in range(repeat):
@@ -276,7 +267,7 @@ def measure(case: str, size_key: str, repeat: int) -> dict[str, Any]:
         mat = build()
         times.append(time.perf_counter() - t0)
         cpu_times.append(time.process_time() - c0)
-    rss_after = _maxrss_mib()
+    rss_after = rss_mib()[1]
     info = _describe(mat)
     mat = None
     gc.collect()
@@ -357,47 +348,12 @@ def agreement(size_key: str, with_simpeg: bool) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------
 # orchestration
 # ------------------------------------------------------------------------------------------------
-def _version(module: str) -> str | None:
-    try:
-        from importlib.metadata import version
-
-        return version(module)
-    except Exception:
-        return None
-
-
 def machine_info() -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "processor": platform.processor() or None,
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": (
-            len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-        ),
-        "versions": {
-            name: _version(name)
-            for name in ("numpy", "scipy", "bayesjoint", "numba", "harmonica", "choclo", "simpeg")
-        },
-    }
+    info = _machine.machine_info(
+        ("numpy", "scipy", "bayesjoint", "numba", "harmonica", "choclo", "simpeg")
+    )
     if hasattr(os, "getloadavg"):
         info["load_average"] = list(os.getloadavg())
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                info["cpu_model"] = line.split(":", 1)[1].strip()
-                break
-    try:
-        import scipy.linalg  # noqa: F401  (loads the BLAS numpy/scipy link against)
-        from threadpoolctl import threadpool_info
-
-        info["blas"] = [
-            {k: p.get(k) for k in ("user_api", "internal_api", "version", "num_threads")}
-            for p in threadpool_info()
-        ]
-    except ImportError:
-        info["blas"] = None
     try:
         import numba
 
@@ -490,7 +446,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         bj_time = result["gravity"]["bayesjoint"]["time_s"]
         peer: dict[str, Any] = {
             "name": "harmonica",
-            "version": _version("harmonica"),
+            "version": package_version("harmonica"),
             "cases": peers,
             "time_ratio_bayesjoint_over_peer": {k: bj_time / v["time_s"] for k, v in peers.items()},
         }

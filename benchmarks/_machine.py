@@ -1,0 +1,75 @@
+"""What the benchmark scripts record about the machine and their own memory.
+
+Imported by the scripts in this folder (``python benchmarks/<name>.py`` puts the folder on
+``sys.path``); not part of the package.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+
+def package_version(name: str) -> str | None:
+    """Return the installed version of distribution ``name``, or None."""
+    try:
+        from importlib.metadata import version
+
+        return version(name)
+    except Exception:
+        return None
+
+
+def machine_info(packages: Sequence[str]) -> dict[str, Any]:
+    """Platform, CPU, memory, the versions of ``packages`` and the BLAS thread pools."""
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": (
+            len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        ),
+        "versions": {name: package_version(name) for name in packages},
+    }
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
+        for line in fh:
+            if line.startswith("model name"):
+                info["cpu_model"] = line.split(":", 1)[1].strip()
+                break
+    with contextlib.suppress(OSError), open("/proc/meminfo") as fh:
+        info["mem_total_gib"] = float(fh.readline().split()[1]) / 1024.0**2
+    info["blas"] = blas_pools()
+    return info
+
+
+def blas_pools() -> list[dict[str, Any]] | None:
+    """The BLAS thread pools loaded now (threadpoolctl), or None without threadpoolctl."""
+    try:
+        import scipy.linalg  # noqa: F401  (loads the BLAS numpy/scipy link against)
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    keys = ("user_api", "internal_api", "version", "num_threads", "filepath")
+    return [{k: p.get(k) for k in keys} for p in threadpool_info()]
+
+
+def rss_mib() -> tuple[float | None, float | None]:
+    """Return (current, peak) resident set size of this process in MiB (current: Linux only)."""
+    current = None
+    with contextlib.suppress(OSError), open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                current = float(line.split()[1]) / 1024.0
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return current, None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports KiB, macOS bytes.
+    return current, (peak / 1024.0**2 if sys.platform == "darwin" else peak / 1024.0)
