@@ -1,4 +1,4 @@
-"""Testing utilities: gradient (Taylor) checks for differentiable operators."""
+"""Testing utilities: Taylor gradient checks, checks against exact posteriors, example problems."""
 
 from __future__ import annotations
 
@@ -11,11 +11,14 @@ import pytensor
 import pytensor.tensor as pt
 
 __all__ = [
+    "CUBIC_BASINS",
     "ExactComparison",
     "TaylorResult",
     "blur_and_points_problem",
     "blur_matrix",
     "compare_with_exact",
+    "cubic_log_density",
+    "cubic_problem",
     "taylor_test",
 ]
 
@@ -250,4 +253,56 @@ def blur_and_points_problem(
     )
     return bj.JointInversion(
         latent=[x], modalities=[blurred, points] if include_points else [blurred]
+    )
+
+
+# The three-peak example: x ~ N(0.4, 1); y = x³ − 3x observed as 0 with noise sd 0.3.
+_CUBIC_PRIOR = (0.4, 1.0)
+_CUBIC_DATUM, _CUBIC_NOISE_SD = 0.0, 0.3
+
+#: The basins of :func:`cubic_problem`'s three peaks (near −√3, 0 and √3); the barriers between
+#: them, at x = ±1 where the derivative of x³ − 3x vanishes, are more than 20 nats high.
+CUBIC_BASINS = ((-4.0, -1.0), (-1.0, 1.0), (1.0, 4.0))
+
+
+def cubic_problem() -> Any:
+    """Return a one-parameter problem with three well-separated posterior peaks.
+
+    ``x ~ N(0.4, 1)`` and the modality ``"cubic"`` observes ``x³ − 3x`` as 0 with noise sd 0.3:
+    the posterior peaks near the roots ``0`` and ``±√3`` (slopes 3 and 6), in the basins
+    :data:`CUBIC_BASINS`. :func:`cubic_log_density` is its unnormalized density in closed form,
+    for checks by quadrature.
+
+    Examples
+    --------
+    >>> from bayesjoint.testing import cubic_problem
+    >>> list(cubic_problem().modalities)
+    ['cubic']
+    """
+    import bayesjoint as bj
+
+    x = bj.Parameter("x", prior=bj.priors.Normal(*_CUBIC_PRIOR))
+    cubic = bj.Modality(
+        "cubic",
+        physics=lambda m: (m["x"] ** 3 - 3.0 * m["x"])[None],
+        data=[_CUBIC_DATUM],
+        noise=bj.noise.Gaussian(_CUBIC_NOISE_SD),
+    )
+    return bj.JointInversion(latent=[x], modalities=[cubic])
+
+
+def cubic_log_density(x: Any) -> np.ndarray:
+    """Unnormalized log posterior density of :func:`cubic_problem` (scipy, independent of PyMC).
+
+    Examples
+    --------
+    >>> from bayesjoint.testing import cubic_log_density
+    >>> bool(cubic_log_density(0.0) > cubic_log_density(1.0) + 20)  # the barrier at x = 1
+    True
+    """
+    from scipy import stats
+
+    x = np.asarray(x, dtype=float)
+    return stats.norm.logpdf(x, *_CUBIC_PRIOR) + stats.norm.logpdf(
+        _CUBIC_DATUM, x**3 - 3.0 * x, _CUBIC_NOISE_SD
     )

@@ -25,17 +25,16 @@ from bayesjoint.multimodal import (
 )
 from bayesjoint.physics.waveform import ShiftedWavelet, ricker
 from bayesjoint.search import find_modes
-from bayesjoint.testing import taylor_test
+from bayesjoint.testing import CUBIC_BASINS, cubic_log_density, cubic_problem, taylor_test
 
-# The posterior of tests/test_search.py: x ~ N(0.4, 1), x^3 - 3x observed as 0 (sd 0.3).
-# Three well-separated peaks near -sqrt(3), 0 and sqrt(3) (barriers > 20 nats at x = ±1).
-MU, S0, SIGMA, Y = 0.4, 1.0, 0.3, 0.0
-BASINS = [(-4.0, -1.0), (-1.0, 1.0), (1.0, 4.0)]
+# The posterior of bayesjoint.testing.cubic_problem: x ~ N(0.4, 1), x^3 - 3x observed as 0
+# (sd 0.3). Three well-separated peaks near -sqrt(3), 0 and sqrt(3) (barriers > 20 nats at x = ±1).
+BASINS = CUBIC_BASINS
 SEED = 20261129
 
 
 def exact_density(x):
-    return np.exp(stats.norm.logpdf(x, MU, S0) + stats.norm.logpdf(Y, x**3 - 3.0 * x, SIGMA))
+    return np.exp(cubic_log_density(x))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -58,14 +57,7 @@ def exact():
 
 @pytest.fixture(scope="module")
 def problem():
-    x = bj.Parameter("x", prior=bj.priors.Normal(MU, S0))
-    cubic = bj.Modality(
-        "cubic",
-        physics=lambda m: (m["x"] ** 3 - 3.0 * m["x"])[None],
-        data=[Y],
-        noise=bj.noise.Gaussian(SIGMA),
-    )
-    return bj.JointInversion(latent=[x], modalities=[cubic])
+    return cubic_problem()
 
 
 @pytest.fixture(scope="module")

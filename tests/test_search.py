@@ -15,27 +15,12 @@ from bayesjoint.search import (
     log_posterior,
     particle_swarm,
 )
+from bayesjoint.testing import CUBIC_BASINS, cubic_log_density, cubic_problem
 
-# x ~ N(0.4, 1); y = x^3 - 3x observed as 0 with noise sd 0.3. The posterior has three peaks near
-# the roots 0 and ±sqrt(3) (slopes 3 and 6), separated by barriers of > 20 nats.
-MU, S0, SIGMA, Y = 0.4, 1.0, 0.3, 0.0
-BASINS = [(-4.0, -1.0), (-1.0, 1.0), (1.0, 4.0)]  # the barriers sit at x = ±1 (g'(±1) = 0)
-
-
-def cubic_problem() -> bj.JointInversion:
-    x = bj.Parameter("x", prior=bj.priors.Normal(MU, S0))
-    cubic = bj.Modality(
-        "cubic",
-        physics=lambda m: (m["x"] ** 3 - 3.0 * m["x"])[None],
-        data=[Y],
-        noise=bj.noise.Gaussian(SIGMA),
-    )
-    return bj.JointInversion(latent=[x], modalities=[cubic])
-
-
-def exact_log_density(x):
-    """The unnormalized log posterior density in closed form (numpy, independent of PyMC)."""
-    return stats.norm.logpdf(x, MU, S0) + stats.norm.logpdf(Y, x**3 - 3.0 * x, SIGMA)
+# The posterior of bayesjoint.testing.cubic_problem: x ~ N(0.4, 1), x^3 - 3x observed as 0 with
+# sd 0.3; three peaks near 0 and ±sqrt(3), separated by barriers of > 20 nats at x = ±1.
+BASINS = CUBIC_BASINS
+exact_log_density = cubic_log_density  # closed form (scipy), independent of PyMC
 
 
 def exact_density(x):
