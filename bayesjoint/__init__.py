@@ -7,26 +7,32 @@ exact linear-Gaussian posterior and a per-modality information budget where it a
 
 __version__ = "0.1.0"
 
+import importlib as _importlib
+import warnings as _warnings
+
 from bayesjoint import (
     coupling,
     diagnostics,
     discrepancy,
-    linearize,
-    multimodal,
+    inference,
+    io,
     noise,
     observe,
     physics,
     priors,
-    search,
+    validate,
 )
 from bayesjoint.coupling import CrossGradient, Petrophysical
 from bayesjoint.diagnostics import diagnose
 from bayesjoint.grid import Grid
+from bayesjoint.io import load, save
 from bayesjoint.joint import JointInversion
 from bayesjoint.latent import Field, Parameter
 from bayesjoint.linearize import expected_information_gain, linearized_budget
 from bayesjoint.modality import Modality
-from bayesjoint.report import load, save
+
+# bj.report is the HTML report function; the module of the same name is bayesjoint.report.
+from bayesjoint.report import report
 
 __all__ = [
     "CrossGradient",
@@ -42,20 +48,38 @@ __all__ = [
     "diagnostics",
     "discrepancy",
     "expected_information_gain",
-    "linearize",
+    "inference",
+    "io",
     "linearized_budget",
     "load",
-    "multimodal",
     "noise",
     "observe",
     "physics",
     "priors",
     "report",
     "save",
-    "search",
+    "validate",
 ]
 
-# bj.report (the HTML report function) deliberately takes the attribute name of the submodule
-# bayesjoint.report (netCDF save/load); it must be bound after that submodule is imported.
-# ``from bayesjoint.report import save`` keeps working.
-from bayesjoint.html_report import report
+# Old module paths, kept for one release: bj.search, bj.multimodal, bj.preconditioning and
+# bj.testing import their deprecated alias modules (which warn) on first access.
+_MOVED = {
+    "search": "bayesjoint.inference.search",
+    "multimodal": "bayesjoint.inference and bayesjoint.diagnostics.modes",
+    "preconditioning": "bayesjoint.inference.preconditioning",
+    "testing": "bayesjoint.validate",
+}
+
+
+def __getattr__(name: str):
+    if name in _MOVED:
+        with _warnings.catch_warnings():
+            _warnings.simplefilter("ignore", DeprecationWarning)
+            module = _importlib.import_module(f"bayesjoint.{name}")
+        _warnings.warn(
+            f"bj.{name} moved to {_MOVED[name]}; this alias is removed in the next release",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return module
+    raise AttributeError(f"module 'bayesjoint' has no attribute {name!r}")

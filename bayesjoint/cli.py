@@ -175,7 +175,7 @@ def _interactive() -> bool:
 
 def _load(command: str, path: str) -> Any:
     """Load a report or raise _UserError with a one-line reason."""
-    from bayesjoint.report import load
+    from bayesjoint.io import load
 
     if os.path.isdir(path):
         raise _UserError(f"{path!r} is a folder, not a netCDF report")
@@ -270,7 +270,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_diagnose(args: argparse.Namespace) -> int:
-    from bayesjoint.diagnostics import diagnose
+    from bayesjoint.diagnostics.diagnosis import diagnose
 
     idata = _load("diagnose", args.file)
     overrides: dict[str, float] = {}
@@ -290,7 +290,7 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from bayesjoint.html_report import report
+    from bayesjoint.report import report
 
     idata = _load("report", args.file)
     out = args.out

@@ -29,7 +29,7 @@ from bayesjoint.modality import Modality
 from bayesjoint.noise import Gaussian
 from bayesjoint.physics.linear import Linear
 from bayesjoint.priors import GaussianField
-from bayesjoint.testing import compare_with_exact
+from bayesjoint.validate import compare_with_exact
 
 __all__ = ["DemoResult", "build_problem", "run", "sheet_gravity_matrix", "true_density"]
 
@@ -194,7 +194,7 @@ def run(
     echo : callable, optional
         Receives each line of the human-readable summary (e.g. ``print``).
     """
-    from bayesjoint.report import save
+    from bayesjoint.io import save
 
     say = echo if echo is not None else (lambda line: None)
     problem, truth = build_problem(n_cells=n_cells)

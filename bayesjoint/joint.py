@@ -16,12 +16,12 @@ import scipy.sparse as sp
 import xarray as xr
 
 from bayesjoint.coupling.base import Coupling
+from bayesjoint.io import attach_provenance, provenance
 from bayesjoint.latent import LatentVariable
 from bayesjoint.linear import LinearGaussianSystem
 from bayesjoint.modality import Modality
 from bayesjoint.noise import Gaussian
 from bayesjoint.priors import Prior
-from bayesjoint.report import attach_provenance, provenance
 
 __all__ = ["JointInversion"]
 
@@ -524,8 +524,8 @@ class JointInversion:
 
     # -- rugged posteriors ----------------------------------------------------------------
     def find_modes(self, bounds: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
-        """Global search for the posterior's modes; see :func:`bayesjoint.search.find_modes`."""
-        from bayesjoint.search import find_modes
+        """Global search for the posterior's modes; see :func:`bayesjoint.inference.find_modes`."""
+        from bayesjoint.inference.search import find_modes
 
         return find_modes(self, bounds, **kwargs)
 
@@ -534,13 +534,13 @@ class JointInversion:
 
         See :func:`bayesjoint.multimodal.sample_from_modes`.
         """
-        from bayesjoint.multimodal import sample_from_modes
+        from bayesjoint.inference.multistart import sample_from_modes
 
         return sample_from_modes(self, modes, **kwargs)
 
     def sample_smc(self, draws: int = 2000, chains: int = 2, **kwargs: Any) -> az.InferenceData:
         """Tempered sequential Monte Carlo; see :func:`bayesjoint.multimodal.sample_smc`."""
-        from bayesjoint.multimodal import sample_smc
+        from bayesjoint.inference.smc import sample_smc
 
         return sample_smc(self, draws, chains, **kwargs)
 
@@ -660,7 +660,7 @@ class JointInversion:
     @staticmethod
     def _fixed_discrepancy_covariance(mods: list[Modality]) -> np.ndarray:
         """Return ``s_a s_b K(x_a, x_b)`` over a block with fixed discrepancy hyperparameters."""
-        from bayesjoint.discrepancy import kernel_matrix
+        from bayesjoint.discrepancy.kernels import kernel_matrix
 
         process = mods[0].discrepancy.process
         scales = [m.discrepancy.scale for m in mods]

@@ -9,7 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 import xarray as xr
 
-from bayesjoint.discrepancy import as_term
+from bayesjoint.discrepancy.settings import as_term
 from bayesjoint.latent import check_name
 from bayesjoint.noise import Noise
 from bayesjoint.observe import Observation, as_observation

@@ -6,13 +6,13 @@ noisy data a trace predicted one or two periods early or late fits almost as wel
 posterior of the arrival time is a row of narrow valleys spaced by T. The study reports
 
 * NUTS from PyMC's default initialization: how many chains settle in a wrong valley, and that
-  ``bj.multimodal.detect_modes`` flags the split instead of letting the chains be pooled;
-* the remedy: global search (``bj.search.find_modes``), NUTS from every mode with bridge-sampling
-  weights (``bj.multimodal.sample_from_modes``) and tempered SMC (``bj.multimodal.sample_smc``),
+  ``bj.inference.detect_modes`` flags the split instead of letting the chains be pooled;
+* the remedy: global search (``bj.inference.find_modes``), NUTS from every mode with bridge-sampling
+  weights (``bj.inference.sample_from_modes``) and tempered SMC (``bj.inference.sample_smc``),
   each compared with the exact valley masses from quadrature (``scipy.integrate.quad``);
 * the joint angle: four first-break travel-time picks (sd T/2 each) added as a second modality
   make the joint posterior effectively unimodal;
-* frequency continuation (``bj.multimodal.frequency_continuation``), which cannot help here
+* frequency continuation (``bj.inference.frequency_continuation``), which cannot help here
   because the ringing arrival has almost no energy in the low band, next to a broadband single
   Ricker where it walks the optimizer out of the wrong valley.
 
@@ -34,7 +34,9 @@ import numpy as np
 from scipy import integrate
 
 import bayesjoint as bj
-from bayesjoint import multimodal, search
+from bayesjoint import inference
+from bayesjoint.diagnostics import detect_modes
+from bayesjoint.observe import lowpass_matrix
 from bayesjoint.physics.waveform import ShiftedWavelet, ricker
 
 PEAK_FREQUENCY = 25.0  # Hz
@@ -162,7 +164,7 @@ def default_nuts(problem, settings, seed) -> tuple[dict, object]:
     )
     chain_means = idata.posterior["arrival_time"].mean("draw").values
     valleys = valley(chain_means)
-    detection = multimodal.detect_modes(idata)
+    detection = detect_modes(idata)
     pooled = draw_valley_masses(idata, weighted=False)
     return {
         "chains": int(valleys.size),
@@ -176,14 +178,14 @@ def default_nuts(problem, settings, seed) -> tuple[dict, object]:
 
 
 def continuation_figures(problem, times, start: float, cutoffs) -> dict:
-    res = multimodal.frequency_continuation(
+    res = inference.frequency_continuation(
         problem,
         cutoffs,
         modalities=["waveform"],
         sample_interval=SAMPLE_INTERVAL,
         start={"arrival_time": start},
     )
-    low = multimodal.lowpass_matrix(times.size, SAMPLE_INTERVAL, 12.0)
+    low = lowpass_matrix(times.size, SAMPLE_INTERVAL, 12.0)
     clean = reverberating_trace(times, TRUE_ARRIVAL)
     return {
         "start": start,
@@ -211,14 +213,14 @@ def broadband_continuation(seed: int) -> dict:
     # The side lobe of the Ricker autocorrelation, at lag sqrt(5 + sqrt(10)) / (pi f) = 0.909 T,
     # is a local minimum of the misfit: a local optimizer started there stays one cycle late.
     start = TRUE_ARRIVAL + np.sqrt(5.0 + np.sqrt(10.0)) / (np.pi * PEAK_FREQUENCY)
-    plain = multimodal.frequency_continuation(
+    plain = inference.frequency_continuation(
         problem,
         [],
         modalities=["waveform"],
         sample_interval=SAMPLE_INTERVAL,
         start={"arrival_time": start},
     )
-    cont = multimodal.frequency_continuation(
+    cont = inference.frequency_continuation(
         problem,
         [8.0, 15.0],
         modalities=["waveform"],
@@ -270,7 +272,7 @@ def main(argv: list[str] | None = None) -> dict:
     figures["nuts_default_init"], _ = default_nuts(waveform_only, nuts, seed)
     lap("nuts_default_init")
 
-    found = search.find_modes(waveform_only, {"arrival_time": PRIOR}, random_seed=seed, **find)
+    found = inference.find_modes(waveform_only, {"arrival_time": PRIOR}, random_seed=seed, **find)
     mode_t = np.array([float(m.location["arrival_time"]) for m in found.modes])
     laplace = {}
     for t, w in zip(mode_t, found.weights, strict=True):
@@ -283,17 +285,17 @@ def main(argv: list[str] | None = None) -> dict:
         "laplace": compare(laplace, exact_wave),
     }
     lap("search")
-    weighted = multimodal.sample_from_modes(
+    weighted = inference.sample_from_modes(
         waveform_only, found, random_seed=seed, min_weight=1e-3, **per_mode
     )
     figures["multi_start"] = {
         **compare(draw_valley_masses(weighted, weighted=True), exact_wave),
         "modes_sampled": len(json.loads(weighted.posterior.attrs["mode_weights"])),
         "chains_moved": json.loads(weighted.posterior.attrs["chains_moved"]),
-        "flagged_as_weighted": bool(multimodal.detect_modes(weighted).weighted),
+        "flagged_as_weighted": bool(detect_modes(weighted).weighted),
     }
     lap("multi_start")
-    smc_wave = multimodal.sample_smc(waveform_only, random_seed=seed, **smc)
+    smc_wave = inference.sample_smc(waveform_only, random_seed=seed, **smc)
     figures["smc"] = compare(draw_valley_masses(smc_wave, weighted=False), exact_wave)
     lap("smc")
 
@@ -309,7 +311,7 @@ def main(argv: list[str] | None = None) -> dict:
         initvals={"arrival_time": float(np.mean(picks))},
         compute_convergence_checks=False,
     )
-    smc_joint = multimodal.sample_smc(joint, random_seed=seed, **smc)
+    smc_joint = inference.sample_smc(joint, random_seed=seed, **smc)
     figures["joint"] = {
         "nuts_default_init_chains_in_wrong_valley": joint_nuts["chains_in_wrong_valley"],
         "nuts_from_pick_mean": compare(draw_valley_masses(from_picks, weighted=False), exact_joint),

@@ -55,7 +55,7 @@ from scipy import stats
 
 import bayesjoint as bj
 from bayesjoint.coupling import CrossGradient, normalized_cross_gradient
-from bayesjoint.preconditioning import preconditioned_sample
+from bayesjoint.inference.preconditioning import preconditioned_sample
 
 BODY_A = (200.0, 320.0, -160.0, -60.0)  # x0, x1, z0, z1 (m)
 BODY_B = (480.0, 600.0, -220.0, -100.0)

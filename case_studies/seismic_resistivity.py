@@ -56,8 +56,8 @@ from scipy import stats
 
 import bayesjoint as bj
 from bayesjoint.coupling import Petrophysical, archie, wyllie
+from bayesjoint.inference.preconditioning import preconditioned_sample
 from bayesjoint.physics.resistivity import schlumberger
-from bayesjoint.preconditioning import preconditioned_sample
 
 V_MATRIX, V_FLUID = 5500.0, 1500.0  # m/s, quartz sandstone matrix and brine
 RW, M_CEMENT = 0.2, 2.0  # Ω·m formation water, Archie cementation exponent (a = 1, S_w = 1)

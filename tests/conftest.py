@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bayesjoint.testing import blur_and_points_problem
+from bayesjoint.validate import blur_and_points_problem
 
 SEED = 20261129
 

@@ -10,7 +10,7 @@ import pytensor.tensor as pt
 import pytest
 
 from bayesjoint.physics.blackbox import BlackBox, finite_difference_vjp
-from bayesjoint.testing import taylor_test
+from bayesjoint.validate import taylor_test
 
 
 # The same simulator three ways: numpy, its hand-written VJP, and pytensor (for reference).

@@ -11,7 +11,7 @@ from pytensor.gradient import disconnected_grad
 import bayesjoint as bj
 from bayesjoint.coupling import CrossGradient, cross_gradient, normalized_cross_gradient
 from bayesjoint.coupling.cross_gradient import effective_terms, prior_gradient_scale
-from bayesjoint.testing import taylor_test
+from bayesjoint.validate import taylor_test
 
 SEED = 20260504
 

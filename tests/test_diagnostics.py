@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import arviz as az
@@ -20,7 +19,7 @@ from bayesjoint.diagnostics import (
     modality_conflict,
     posterior_predictive_checks,
 )
-from bayesjoint.testing import blur_and_points_problem
+from bayesjoint.validate import blur_and_points_problem
 
 
 def _stacked_system(problem):
@@ -110,10 +109,7 @@ def test_sampler_pathologies_fail_the_gate(idata):
     assert result.verdict == "fail"
     assert checks.loc["divergences", "status"] == "fail"
     assert checks.loc["E-BFMI", "status"] == "fail"
-    if importlib.util.find_spec("bayesjoint.multimodal") is not None:
-        assert checks.loc["modes", "status"] == "fail"  # chains in different modes
-    else:
-        assert any("multimodality not checked" in n for n in result.notes)
+    assert checks.loc["modes", "status"] == "fail"  # chains in different modes
     assert result.table.loc["x", "rhat_max"] > 1.5
 
 
@@ -313,7 +309,7 @@ def test_diagnose_accepts_a_path_and_rejects_other_input(idata, tmp_path):
 
 
 def test_roles_of_discrepancy_variables():
-    from bayesjoint.diagnostics import _role
+    from bayesjoint.diagnostics.labels import _role
 
     latent = {"theta": {"kind": "parameter"}}
     assert _role("terrain_lengthscale", latent, ["a", "b"]) == (

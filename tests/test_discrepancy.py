@@ -9,7 +9,7 @@ import pytest
 
 import bayesjoint as bj
 from bayesjoint.discrepancy import kernel_matrix
-from bayesjoint.testing import compare_with_exact
+from bayesjoint.validate import compare_with_exact
 
 
 def test_kernel_matrix_closed_forms():
@@ -528,7 +528,7 @@ def test_logdet_and_quadratic_op():
     import pytensor
     import pytensor.tensor as pt
 
-    from bayesjoint.discrepancy import _LogdetAndQuadratic
+    from bayesjoint.discrepancy.kernels import _LogdetAndQuadratic
 
     rng = np.random.default_rng(5)
     a, b = rng.normal(size=(6, 6)), rng.normal(size=6)

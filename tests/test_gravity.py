@@ -9,7 +9,7 @@ from scipy.integrate import tplquad
 import bayesjoint as bj
 from bayesjoint.physics import gravity as gravity_module
 from bayesjoint.physics.gravity import G, Gravity, gravity_sensitivity, prism_gz, sphere_gz
-from bayesjoint.testing import taylor_test
+from bayesjoint.validate import taylor_test
 
 REF_PRISM = [-50.0, 50.0, -50.0, 50.0, -150.0, -50.0]
 

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 import bayesjoint as bj
-from bayesjoint.html_report import _edges, _map_axes, report
+from bayesjoint.report import _edges, _map_axes, report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CHROME_FLAGS = [
@@ -144,7 +144,7 @@ def test_report_contains_every_figure(page):
 def test_field_maps_use_grid_coordinates_units_and_colour_bars(run):
     problem, idata = run
     from bayesjoint.diagnostics import diagnose
-    from bayesjoint.html_report import _field_figures
+    from bayesjoint.report import _field_figures
 
     figs = _field_figures(idata, "density", idata.posterior["density"], "kg/m^3", 80)
     labels = set(figs[0].labels)

@@ -18,7 +18,7 @@ from bayesjoint.linearize import (
     linearized_system,
     noise_factor,
 )
-from bayesjoint.testing import blur_and_points_problem
+from bayesjoint.validate import blur_and_points_problem
 
 BUDGET_VARS = [
     "precision",

@@ -16,7 +16,7 @@ from bayesjoint.physics.magnetics import (
     prism_field,
     prism_total_field,
 )
-from bayesjoint.testing import taylor_test
+from bayesjoint.validate import taylor_test
 
 F_NT = 50000.0
 

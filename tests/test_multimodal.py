@@ -11,21 +11,20 @@ import xarray as xr
 from scipy import integrate, optimize, signal, stats
 
 import bayesjoint as bj
-from bayesjoint.multimodal import (
-    LowPass,
+from bayesjoint.diagnostics.modes import detect_modes
+from bayesjoint.inference.continuation import frequency_continuation
+from bayesjoint.inference.multistart import (
     bridge_log_evidence,
-    detect_modes,
-    frequency_continuation,
-    lowpass_matrix,
     mode_weights,
     sample_from_modes,
-    sample_smc,
     weighted_draws,
     weighted_mean,
 )
+from bayesjoint.inference.search import find_modes
+from bayesjoint.inference.smc import sample_smc
+from bayesjoint.observe import LowPass, lowpass_matrix
 from bayesjoint.physics.waveform import ShiftedWavelet, ricker
-from bayesjoint.search import find_modes
-from bayesjoint.testing import CUBIC_BASINS, cubic_log_density, cubic_problem, taylor_test
+from bayesjoint.validate import CUBIC_BASINS, cubic_log_density, cubic_problem, taylor_test
 
 # The posterior of bayesjoint.testing.cubic_problem: x ~ N(0.4, 1), x^3 - 3x observed as 0
 # (sd 0.3). Three well-separated peaks near -sqrt(3), 0 and sqrt(3) (barriers > 20 nats at x = ±1).

@@ -17,7 +17,7 @@ from bayesjoint.observe import (
     Linear,
     SampleAt,
 )
-from bayesjoint.testing import taylor_test
+from bayesjoint.validate import taylor_test
 
 # Operators and their results are linear maps evaluated in float64: comparisons against numpy /
 # scipy use rtol 1e-12 (a few ulps of accumulated round-off in short sums).

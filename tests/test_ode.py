@@ -8,7 +8,7 @@ import pytensor.tensor as pt
 import pytest
 
 from bayesjoint.physics.ode import GeneExpression, rk4
-from bayesjoint.testing import taylor_test
+from bayesjoint.validate import taylor_test
 
 TIMES = np.linspace(0.0, 10.0, 21)  # output interval 0.5
 RATES = (2.0, 1.0, 3.0, 0.5)  # k_m, γ_m, k_p, γ_p

@@ -19,7 +19,7 @@ from bayesjoint.coupling import (
     linear,
     wyllie,
 )
-from bayesjoint.testing import compare_with_exact, taylor_test
+from bayesjoint.validate import compare_with_exact, taylor_test
 
 SEED = 20260504
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import bayesjoint as bj
-from bayesjoint.preconditioning import LowRankMass, preconditioned_sample
-from bayesjoint.testing import compare_with_exact
+from bayesjoint.inference.preconditioning import LowRankMass, preconditioned_sample
+from bayesjoint.validate import compare_with_exact
 
 SEED = 20261129
 

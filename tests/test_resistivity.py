@@ -15,7 +15,7 @@ from bayesjoint.physics.resistivity import (
     schlumberger,
     wenner,
 )
-from bayesjoint.testing import taylor_test
+from bayesjoint.validate import taylor_test
 
 AB2 = np.logspace(0.0, 3.0, 31)  # AB/2 (or a) from 1 m to 1000 m
 # (ρ1, ρ2, h1): k = (ρ2 − ρ1)/(ρ2 + ρ1) = −0.9, −0.5, +0.3, +0.9, −0.9 (thin), +0.9 (thick)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bayesjoint.testing import blur_and_points_problem, compare_with_exact
+from bayesjoint.validate import blur_and_points_problem, compare_with_exact
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ import pytest
 from scipy import integrate, optimize, stats
 
 import bayesjoint as bj
-from bayesjoint.search import (
+from bayesjoint.inference.search import (
     LogPosterior,
     find_modes,
     finite_difference_hessian,
@@ -15,7 +15,7 @@ from bayesjoint.search import (
     log_posterior,
     particle_swarm,
 )
-from bayesjoint.testing import CUBIC_BASINS, cubic_log_density, cubic_problem
+from bayesjoint.validate import CUBIC_BASINS, cubic_log_density, cubic_problem
 
 # The posterior of bayesjoint.testing.cubic_problem: x ~ N(0.4, 1), x^3 - 3x observed as 0 with
 # sd 0.3; three peaks near 0 and ±sqrt(3), separated by barriers of > 20 nats at x = ±1.

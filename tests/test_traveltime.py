@@ -9,7 +9,7 @@ import scipy.sparse as sp
 from bayesjoint.grid import Grid
 from bayesjoint.physics.linear import Linear
 from bayesjoint.physics.traveltime import TravelTime, ray_lengths
-from bayesjoint.testing import taylor_test
+from bayesjoint.validate import taylor_test
 
 # Reference problem of /work/shared/reference/closed_form.md: 2x2 unit cells on x, z in [0, 2],
 # slowness s(ix, iz) with s(0,0) = 1, s(1,0) = 2, s(0,1) = 3, s(1,1) = 4 s/m.

@@ -15,7 +15,7 @@ from bayesjoint.physics.waveform import (
     reflectivity_from_impedance,
     ricker,
 )
-from bayesjoint.testing import taylor_test
+from bayesjoint.validate import taylor_test
 
 F = 25.0  # Hz
 T0 = 0.3  # s

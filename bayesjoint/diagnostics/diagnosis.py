@@ -1,0 +1,390 @@
+"""The verdict: :func:`diagnose` gathers convergence, per-modality checks, conflict and modes."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from bayesjoint.diagnostics.checks import _modality_section
+from bayesjoint.diagnostics.conflict import ConflictResult, modality_conflict
+from bayesjoint.diagnostics.convergence import (
+    Thresholds,
+    _check,
+    _convergence_message,
+    _sampler_stats,
+    convergence_table,
+)
+from bayesjoint.diagnostics.labels import _load_if_path, _run_seed, latent_info, modality_names
+from bayesjoint.diagnostics.modes import detect_modes
+from bayesjoint.diagnostics.progress import _Progress
+from bayesjoint.diagnostics.tables import (
+    _CHECK_COLUMNS,
+    _CONFLICT_COLUMNS,
+    _MOD_COLUMNS,
+    _VAR_COLUMNS,
+    _format_table,
+    _html_table,
+    _jsonable,
+)
+
+__all__ = [
+    "Diagnosis",
+    "diagnose",
+]
+
+
+# -- the verdict -----------------------------------------------------------------------------
+@dataclass
+class Diagnosis:
+    """Outcome of :func:`diagnose`.
+
+    Attributes
+    ----------
+    verdict : str
+        ``"pass"``, ``"warn"`` (usable, with caveats) or ``"fail"``.
+    reasons : list of str
+        Why, failures first.
+    checks : pandas.DataFrame
+        Every check: ``check``, ``scope``, ``status`` (ok/warn/fail/n/a), ``value``,
+        ``threshold``, ``message``.
+    table : pandas.DataFrame
+        Convergence per posterior variable, grouped by latent variable
+        (:func:`convergence_table`).
+    elements : pandas.DataFrame
+        Convergence per element.
+    modalities : pandas.DataFrame
+        Per modality: ``n_data``, ``elpd_loo``, ``elpd_loo_se``, ``p_loo``, ``pareto_k_max``,
+        ``n_pareto_k_bad``, ``coverage90``, ``rms_residual``, ``max_abs_residual``, ``status``.
+    loo : dict of str to arviz.ELPDData
+    predictive : dict of str to dict
+        :func:`posterior_predictive_checks` output (empty when no posterior predictive).
+    conflict : ConflictResult or None
+    sampler : dict
+        Chains, draws, divergences, E-BFMI per chain, tree-depth fraction.
+    thresholds : Thresholds
+    notes : list of str
+        What could not be checked, and why.
+    """
+
+    verdict: str
+    reasons: list[str]
+    checks: pd.DataFrame
+    table: pd.DataFrame
+    elements: pd.DataFrame
+    modalities: pd.DataFrame
+    loo: dict[str, Any] = field(default_factory=dict)
+    predictive: dict[str, dict] = field(default_factory=dict)
+    conflict: ConflictResult | None = None
+    sampler: dict[str, Any] = field(default_factory=dict)
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """True unless the verdict is ``"fail"``."""
+        return self.verdict != "fail"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-serializable summary (verdict, reasons, tables as records)."""
+
+        def records(df: pd.DataFrame) -> list[dict]:
+            if df is None or not len(df):
+                return []
+            out = df.reset_index().to_dict(orient="records")
+            return [{k: _jsonable(v) for k, v in r.items()} for r in out]
+
+        return {
+            "verdict": self.verdict,
+            "reasons": list(self.reasons),
+            "notes": list(self.notes),
+            "sampler": {k: _jsonable(v) for k, v in self.sampler.items()},
+            "thresholds": dataclasses.asdict(self.thresholds),
+            "checks": records(self.checks),
+            "variables": records(self.table),
+            "modalities": records(self.modalities),
+            "conflict": None
+            if self.conflict is None
+            else {
+                "conflicting": self.conflict.conflicting,
+                "message": self.conflict.message,
+                "table": records(self.conflict.table),
+            },
+        }
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+    def to_text(self) -> str:
+        """Return the human-readable report printed by ``bayesjoint diagnose``."""
+        thr = self.thresholds
+        lines = [f"verdict: {self.verdict.upper()}"]
+        lines += [f"  - {r}" for r in self.reasons] or ["  - every check passed"]
+        s = self.sampler
+        lines.append("")
+        lines.append(
+            f"convergence (Vehtari et al. 2021: split R-hat <= {thr.rhat:g}, bulk and tail ESS "
+            f">= {thr.ess_bulk:g}/{thr.ess_tail:g}); {s.get('chains', '?')} chains x "
+            f"{s.get('draws', '?')} draws"
+        )
+        lines.append(_format_table(self.table, _VAR_COLUMNS))
+        sampler_bits = []
+        if "divergences" in s:
+            sampler_bits.append(f"divergences {s['divergences']}")
+        if "ebfmi" in s:
+            sampler_bits.append(f"E-BFMI min {min(s['ebfmi']):.2f} (>= {thr.ebfmi:g})")
+        if "treedepth_fraction" in s:
+            sampler_bits.append(f"max tree depth reached in {s['treedepth_fraction']:.1%} of draws")
+        if sampler_bits:
+            lines.append("sampler: " + " | ".join(sampler_bits))
+        if len(self.modalities):
+            lines.append("")
+            lines.append(
+                "modalities (PSIS-LOO per modality; 90 % posterior-predictive coverage; "
+                "standardized residuals)"
+            )
+            lines.append(_format_table(self.modalities, _MOD_COLUMNS))
+        if self.conflict is not None:
+            lines.append("")
+            lines.append("conflict between modalities (each left out in turn)")
+            if len(self.conflict.table):
+                lines.append(_format_table(self.conflict.table, _CONFLICT_COLUMNS))
+            lines.append(f"  {self.conflict.message}")
+        if self.notes:
+            lines.append("")
+            lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def to_html(self) -> str:
+        """Return an HTML fragment with the verdict and the tables (used by the HTML report)."""
+        from html import escape
+
+        cls = {"pass": "ok", "warn": "warn", "fail": "fail"}[self.verdict]
+        parts = [f'<p class="verdict {cls}">verdict: {self.verdict.upper()}</p>', "<ul>"]
+        parts += [f"<li>{escape(r)}</li>" for r in self.reasons] or ["<li>every check passed</li>"]
+        parts.append("</ul>")
+        parts.append("<h3>Convergence by variable</h3>")
+        parts.append(_html_table(self.table, _VAR_COLUMNS))
+        parts.append("<h3>Checks</h3>")
+        parts.append(_html_table(self.checks.set_index("check"), _CHECK_COLUMNS))
+        if len(self.modalities):
+            parts.append("<h3>Modalities</h3>")
+            parts.append(_html_table(self.modalities, _MOD_COLUMNS))
+        if self.conflict is not None:
+            parts.append("<h3>Conflict between modalities</h3>")
+            if len(self.conflict.table):
+                parts.append(_html_table(self.conflict.table, _CONFLICT_COLUMNS))
+            parts.append(f"<p>{escape(self.conflict.message)}</p>")
+        if self.notes:
+            parts.append("<ul class='notes'>")
+            parts += [f"<li>note: {escape(n)}</li>" for n in self.notes]
+            parts.append("</ul>")
+        return "\n".join(parts)
+
+    def _repr_html_(self) -> str:  # pragma: no cover - notebooks
+        return self.to_html()
+
+
+def _multimodality(idata: Any, var_names: Sequence[str] | None) -> dict:
+    try:
+        result = detect_modes(idata, var_names=var_names)
+    except Exception as err:  # a failing detector must not hide the other checks
+        return _check("modes", "run", "warn", None, None, f"mode detection failed: {err}")
+    multimodal = bool(getattr(result, "multimodal", False))
+    message = str(getattr(result, "message", "")) or (
+        "chains are in different modes" if multimodal else "chains agree on one mode"
+    )
+    return _check(
+        "modes",
+        "run",
+        "fail" if multimodal else "ok",
+        len(getattr(result, "modes", []) or []),
+        None,
+        message,
+    )
+
+
+def diagnose(
+    idata: Any,
+    problem: Any = None,
+    *,
+    thresholds: Thresholds | None = None,
+    var_names: Sequence[str] | None = None,
+    modality_checks: bool = True,
+    conflict: str | None = "auto",
+    progressbar: bool = False,
+    random_seed: int | None = None,
+    **overrides: Any,
+) -> Diagnosis:
+    """Diagnose a run: convergence, sampler health, each modality's fit, conflicts.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData or path
+        Results of :meth:`JointInversion.sample`, or a report saved by :func:`bayesjoint.save`.
+    problem : JointInversion, optional
+        The problem that produced ``idata``. With it, missing posterior-predictive draws are
+        simulated, the conflict check is exact for linear-Gaussian problems, and modalities whose
+        leave-out weights are unreliable are refitted.
+    thresholds : Thresholds, optional
+        Limits (see :class:`Thresholds`); keyword ``overrides`` such as ``rhat=1.05`` or
+        ``ess_bulk=100`` replace single fields.
+    var_names : sequence of str, optional
+        Posterior variables for the convergence table (default all).
+    modality_checks : bool, default True
+        Run PSIS-LOO and posterior-predictive checks per modality.
+    conflict : {"auto", "exact", "importance", "refit"} or None
+        Conflict-check method (see :func:`modality_conflict`); None skips it.
+    progressbar : bool, default False
+        Show a progress bar (stderr) over the checks and refits.
+    random_seed : int, optional
+        Seeds posterior-predictive simulation and refits (default: the run's own seed).
+    **overrides
+        Fields of :class:`Thresholds`.
+
+    Returns
+    -------
+    Diagnosis
+        ``verdict`` is ``"fail"`` when any R-hat, ESS, divergence, E-BFMI, mode or conflict check
+        fails; ``"warn"`` for tree-depth saturation, large Pareto k, low predictive coverage or
+        large residuals; ``"pass"`` otherwise. ``str(diagnosis)`` is a readable report.
+
+    Notes
+    -----
+    The convergence limits follow Vehtari, Gelman, Simpson, Carpenter & Bürkner (2021),
+    *Rank-normalization, folding, and localization: an improved R-hat for assessing convergence
+    of MCMC*, Bayesian Analysis 16(2), 667–718: split R-hat ≤ 1.01 and bulk and tail ESS ≥ 400
+    (100 per chain for 4 chains); E-BFMI ≥ 0.3 and no divergences follow Betancourt (2016, 2017).
+    Per-modality checks: see :func:`loo_per_modality`, :func:`posterior_predictive_checks`;
+    conflicts: :func:`modality_conflict`.
+
+    Examples
+    --------
+    >>> import arviz as az, numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> good = az.from_dict(posterior={"x": rng.normal(size=(4, 500))})
+    >>> diagnose(good).verdict
+    'pass'
+    >>> stuck = az.from_dict(posterior={"x": rng.normal(size=(4, 500)) + np.arange(4)[:, None]})
+    >>> result = diagnose(stuck)
+    >>> result.verdict, result.reasons[0].split(":")[0]
+    ('fail', 'x')
+    """
+    thr = thresholds or Thresholds()
+    if overrides:
+        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(Thresholds)})
+        if unknown:
+            raise TypeError(
+                f"diagnose got unknown keyword(s) {unknown}; thresholds are "
+                f"{[f.name for f in dataclasses.fields(Thresholds)]}"
+            )
+        thr = dataclasses.replace(thr, **overrides)
+    idata = _load_if_path(idata)
+    if "posterior" not in idata.groups():
+        raise ValueError("the InferenceData has no posterior group; nothing to diagnose")
+    names = modality_names(idata, problem)
+    has_ll = "log_likelihood" in idata.groups()
+    steps = 2 + (len(names) + 1 if modality_checks and has_ll else 0) + (1 if conflict else 0)
+    bar = _Progress(progressbar, steps, "diagnose")
+    notes: list[str] = []
+    checks: list[dict] = []
+    try:
+        bar.step("convergence")
+        table, elements = convergence_table(idata, var_names, thr)
+        for var, row in table.iterrows():
+            if row["status"] != "ok":
+                checks.append(
+                    _check(
+                        "convergence",
+                        str(var),
+                        "fail",
+                        row["rhat_max"],
+                        f"R-hat <= {thr.rhat:g}, ESS >= {thr.ess_bulk:g}",
+                        _convergence_message(str(var), row, thr),
+                    )
+                )
+        if not any(c["check"] == "convergence" for c in checks):
+            checks.append(
+                _check(
+                    "convergence",
+                    "all variables",
+                    "ok",
+                    float(table["rhat_max"].max()),
+                    f"R-hat <= {thr.rhat:g}, ESS >= {thr.ess_bulk:g}",
+                    f"max R-hat {table['rhat_max'].max():.3f}, min ESS bulk "
+                    f"{table['ess_bulk_min'].min():.0f}, tail {table['ess_tail_min'].min():.0f}",
+                )
+            )
+        bar.step("sampler")
+        sampler, sampler_checks = _sampler_stats(idata, thr)
+        checks += sampler_checks
+        checks.append(
+            _multimodality(idata, [n for n in latent_info(idata) if n in idata.posterior] or None)
+        )
+        modalities = pd.DataFrame()
+        loo: dict[str, Any] = {}
+        predictive: dict[str, dict] = {}
+        if modality_checks and names:
+            modalities, loo, predictive = _modality_section(
+                idata, problem, names, thr, checks, notes, bar, random_seed
+            )
+        elif modality_checks:
+            notes.append("no modalities found (no log_likelihood or provenance)")
+        conflict_result = None
+        if conflict and len(names) >= 2:
+            bar.step("conflict between modalities")
+            try:
+                conflict_result = modality_conflict(
+                    idata,
+                    problem,
+                    method=conflict,
+                    alpha=thr.conflict_alpha,
+                    pareto_k=thr.pareto_k,
+                    progressbar=progressbar,
+                    random_seed=random_seed if random_seed is not None else _run_seed(idata),
+                )
+            except ValueError as err:
+                notes.append(f"conflict check not run: {err}")
+            if conflict_result is not None:
+                flagged = conflict_result.conflicting or (
+                    ", ".join(conflict_result.tension) if conflict_result.tension else None
+                )
+                tested = (
+                    len(conflict_result.table)
+                    and conflict_result.table["status"].isin(["ok", "conflict"]).any()
+                )
+                checks.append(
+                    _check(
+                        "conflict",
+                        flagged or "modalities",
+                        "fail" if flagged else "ok" if tested else "n/a",
+                        None if flagged is None else float(conflict_result.table["p_value"].min()),
+                        f"p >= {thr.conflict_alpha:g}/K",
+                        conflict_result.message,
+                    )
+                )
+    finally:
+        bar.close()
+    check_df = pd.DataFrame(
+        checks, columns=["check", "scope", "status", "value", "threshold", "message"]
+    )
+    fails = [c["message"] for c in checks if c["status"] == "fail"]
+    warns = [c["message"] for c in checks if c["status"] == "warn"]
+    verdict = "fail" if fails else "warn" if warns else "pass"
+    return Diagnosis(
+        verdict=verdict,
+        reasons=fails + warns,
+        checks=check_df,
+        table=table,
+        elements=elements,
+        modalities=modalities,
+        loo=loo,
+        predictive=predictive,
+        conflict=conflict_result,
+        sampler=sampler,
+        thresholds=thr,
+        notes=notes,
+    )
