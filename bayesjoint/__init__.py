@@ -5,9 +5,8 @@ One shared latent model (fields on grids, scalar parameters), one likelihood blo
 exact linear-Gaussian posterior and a per-modality information budget where it applies.
 """
 
-__version__ = "0.1.0"
-
 import importlib as _importlib
+import logging as _logging
 import warnings as _warnings
 
 from bayesjoint import (
@@ -22,13 +21,14 @@ from bayesjoint import (
     priors,
     validate,
 )
+from bayesjoint._version import __version__
 from bayesjoint.coupling import CrossGradient, Petrophysical
 from bayesjoint.diagnostics import diagnose
 from bayesjoint.grid import Grid
 from bayesjoint.io import load, save
 from bayesjoint.joint import JointInversion
 from bayesjoint.latent import Field, Parameter
-from bayesjoint.linearize import expected_information_gain, linearized_budget
+from bayesjoint.linear import expected_information_gain, linearized_budget
 from bayesjoint.modality import Modality
 
 # bj.report is the HTML report function; the module of the same name is bayesjoint.report.
@@ -61,13 +61,21 @@ __all__ = [
     "validate",
 ]
 
-# Old module paths, kept for one release: bj.search, bj.multimodal, bj.preconditioning and
-# bj.testing import their deprecated alias modules (which warn) on first access.
+# The one-line notes of the package (e.g. which sampling route sample() took) are shown, as
+# PyMC shows its own, unless the application has configured logging itself.
+_log = _logging.getLogger("bayesjoint")
+if not _logging.root.handlers and not _log.handlers:
+    _log.setLevel(_logging.INFO)
+    _log.addHandler(_logging.StreamHandler())
+
+# Old module paths, kept for one release: bj.search, bj.multimodal, bj.preconditioning,
+# bj.testing and bj.linearize import their deprecated alias modules (which warn) on first access.
 _MOVED = {
     "search": "bayesjoint.inference.search",
     "multimodal": "bayesjoint.inference and bayesjoint.diagnostics.modes",
     "preconditioning": "bayesjoint.inference.preconditioning",
     "testing": "bayesjoint.validate",
+    "linearize": "bayesjoint.linear",
 }
 
 

@@ -102,6 +102,14 @@ def _parser() -> argparse.ArgumentParser:
         "--traceback", action="store_true", help="show the full traceback of an error"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_demo_parser(sub)
+    _add_run_parser(sub)
+    _add_diagnose_parser(sub)
+    _add_report_parser(sub)
+    return parser
+
+
+def _add_demo_parser(sub: Any) -> None:
     demo = sub.add_parser(
         "demo",
         help="run the built-in two-modality joint inversion and write a netCDF report",
@@ -122,6 +130,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
+
+def _add_run_parser(sub: Any) -> None:
     run = sub.add_parser(
         "run",
         help="run a case study (a script shipped in case_studies/)",
@@ -135,6 +145,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--list", action="store_true", help="list the case studies and exit")
     run.add_argument("--no-progress", action="store_true", help="hide the progress indicator")
 
+
+def _add_diagnose_parser(sub: Any) -> None:
     diag = sub.add_parser(
         "diagnose",
         help="check a saved run: convergence, per-modality fit, conflicts",
@@ -149,6 +161,8 @@ def _parser() -> argparse.ArgumentParser:
     diag.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
     diag.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
+
+def _add_report_parser(sub: Any) -> None:
     rep = sub.add_parser(
         "report",
         help="write an HTML report with figures from a saved run",
@@ -160,7 +174,6 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default=None, help="output folder (default: FILE without .nc)")
     rep.add_argument("--title", default=None, help="page title")
     rep.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    return parser
 
 
 def _fail(command: str, message: str, status: int = EXIT_ERROR) -> int:

@@ -23,6 +23,57 @@ def _check_axis(name: str, values: Any, what: str) -> np.ndarray:
     return arr
 
 
+def as_points(
+    points: Any,
+    name: str,
+    ncols: tuple[int, ...],
+    layout: str,
+    *,
+    rows: str = "n",
+    allow_empty: bool = True,
+) -> np.ndarray:
+    """Return point coordinates as a finite float array of shape (n, k), k in ``ncols``.
+
+    The one check of point coordinates (stations, ray ends, sample positions) in the package.
+
+    Parameters
+    ----------
+    points : array_like, shape (n, k) or (k,)
+        Coordinates in metres, one row per point; a single point may be given as a 1-D array.
+    name : str
+        What the points are, as the error messages call them (e.g. ``"stations"``).
+    ncols : tuple of int
+        Accepted numbers of coordinates per point.
+    layout : str
+        How the coordinates are laid out, for the error message (e.g. ``"(x, y, z), z up"``).
+    rows : str, default "n"
+        Name of the row count in the error message.
+    allow_empty : bool, default True
+        Whether zero points are accepted.
+
+    Raises
+    ------
+    ValueError
+        For another shape, or NaN or inf coordinates.
+
+    Examples
+    --------
+    >>> as_points([1.0, 2.0], "receivers", (2,), "as (x, z)").shape
+    (1, 2)
+    """
+    arr = np.asarray(points, dtype=float)
+    if arr.ndim == 1 and arr.size in ncols:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[1] not in ncols or (not allow_empty and arr.shape[0] == 0):
+        cols = " or ".join(str(c) for c in ncols)
+        raise ValueError(
+            f"{name} must have shape ({rows}, {cols}) {layout}, got shape {np.shape(points)}"
+        )
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or inf; give finite coordinates in metres")
+    return arr
+
+
 class Grid:
     """A rectilinear tensor grid of cells, described by the cell centres along each named axis.
 

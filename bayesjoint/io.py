@@ -11,6 +11,8 @@ from typing import Any
 
 import arviz as az
 
+from bayesjoint._version import __version__
+
 __all__ = ["load", "provenance", "save"]
 
 _PACKAGES = ("bayesjoint", "pymc", "pytensor", "arviz", "numpy", "scipy", "xarray")
@@ -22,8 +24,6 @@ def _version(package: str) -> str:
         return metadata.version(package)
     except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
         if package == "bayesjoint":
-            from bayesjoint import __version__
-
             return __version__
         return "unknown"
 
@@ -50,7 +50,7 @@ def provenance(
 
     Examples
     --------
-    >>> from bayesjoint.report import provenance
+    >>> from bayesjoint.io import provenance
     >>> sorted(provenance(random_seed=1))[:3]
     ['arviz_version', 'bayesjoint_created_at', 'bayesjoint_version']
     """

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -11,17 +10,15 @@ import arviz as az
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
-import scipy.linalg as sla
-import scipy.sparse as sp
 import xarray as xr
 
+from bayesjoint import linear
 from bayesjoint.coupling.base import Coupling
+from bayesjoint.discrepancy.builder import DiscrepancyBlock, process_name
 from bayesjoint.io import attach_provenance, provenance
 from bayesjoint.latent import LatentVariable
 from bayesjoint.linear import LinearGaussianSystem
 from bayesjoint.modality import Modality
-from bayesjoint.noise import Gaussian
-from bayesjoint.priors import Prior
 
 __all__ = ["JointInversion"]
 
@@ -163,7 +160,7 @@ class JointInversion:
             predicted = mod.predicted_shape(shapes)
             if predicted is not None:
                 self._check_prediction_shape(mod, predicted)
-        self._check_discrepancy_blocks()
+        self._discrepancy_blocks = self._plan_discrepancy_blocks()
         coupling_names = [c.name for c in self.couplings]
         for coupling in self.couplings:
             if coupling_names.count(coupling.name) > 1:
@@ -172,31 +169,17 @@ class JointInversion:
                 )
             coupling.validate(self.latent)
         self._model: pm.Model | None = None
+        self._linear_system: LinearGaussianSystem | ValueError | None = None
 
     # -- validation helpers ---------------------------------------------------------------
-    def _check_discrepancy_blocks(self) -> None:
-        for block, mods in self.blocks():
-            if mods[0].discrepancy is not None:
-                self._discrepancy_plan(mods)  # the route's noise requirements
-            if len(mods) < 2:
-                continue
-            process = mods[0].discrepancy.process
-            names = [m.name for m in mods]
-            if process.name is None:
-                raise ValueError(
-                    f"modalities {names} share one discrepancy process; give it a name, e.g. "
-                    "bj.discrepancy.GP(..., name='shared_discrepancy'), which names their block"
-                )
-            if block in self.modalities or block in self.latent or block in self._coords:
-                raise ValueError(
-                    f"discrepancy name {block!r} (the block of {names}) is already used; rename it"
-                )
-            widths = {m.discrepancy_coords.shape[1] for m in mods}
-            if len(widths) > 1:
-                raise ValueError(
-                    f"modalities {names} share discrepancy {block!r} but their coordinates have "
-                    f"different dimensions {sorted(widths)}; give coordinates in one common space"
-                )
+    def _plan_discrepancy_blocks(self) -> dict[str, DiscrepancyBlock]:
+        """Plan each discrepancy block (route and its noise requirements, shared-block names)."""
+        taken = set(self.modalities) | set(self.latent) | set(self._coords)
+        return {
+            block: DiscrepancyBlock.plan(block, mods, taken)
+            for block, mods in self.blocks()
+            if mods[0].discrepancy is not None
+        }
 
     def _collect_coords(self) -> dict[str, np.ndarray]:
         coords: dict[str, np.ndarray] = {}
@@ -255,13 +238,21 @@ class JointInversion:
             key = id(mod.discrepancy.process)
             if key not in by_process:
                 by_process[key] = []
-                blocks.append((self._process_name(mod), by_process[key]))
+                blocks.append((process_name(mod), by_process[key]))
             by_process[key].append(mod)
         return [(name if len(mods) > 1 else mods[0].name, mods) for name, mods in blocks]
 
-    def _process_name(self, mod: Modality) -> str:
-        process = mod.discrepancy.process
-        return process.name if process.name is not None else f"{mod.name}_discrepancy"
+    @property
+    def discrepancy_blocks(self) -> dict[str, DiscrepancyBlock]:
+        """The discrepancy blocks of this problem by block name (see :meth:`blocks`).
+
+        Each :class:`~bayesjoint.discrepancy.builder.DiscrepancyBlock` holds what this problem
+        decides for the block — route, HSGP basis, hyperparameters as used — and is recorded in
+        the ``discrepancies`` provenance of saved results. The user's
+        :class:`~bayesjoint.discrepancy.GP` is never written to, so a process shared by several
+        problems keeps each problem's decisions apart.
+        """
+        return dict(self._discrepancy_blocks)
 
     def _build_model(self) -> pm.Model:
         coords = {dim: values for dim, values in self._coords.items()}
@@ -280,89 +271,12 @@ class JointInversion:
                 self._check_prediction_shape(mod, static)
                 means[mod.name] = mu
             for block, mods in self.blocks():
-                if mods[0].discrepancy is None:
+                if block in self._discrepancy_blocks:
+                    self._discrepancy_blocks[block].build(model, means)
+                else:
                     mod = mods[0]
                     mod.noise.build(mod.name, means[mod.name], mod.data, mod.dims)
-                else:
-                    self._build_discrepancy_block(model, block, mods, means)
         return model
-
-    def _build_discrepancy_block(
-        self, model: pm.Model, block: str, mods: list[Modality], means: dict[str, Any]
-    ) -> None:
-        from bayesjoint import discrepancy as dsc
-
-        process = mods[0].discrepancy.process
-        pname = self._process_name(mods[0])
-        coords = np.concatenate([m.discrepancy_coords for m in mods])
-        data = np.concatenate([m.data.ravel() for m in mods])
-        route, marginalize = self._discrepancy_plan(mods)
-        ls, amp, ls_range = dsc.build_hyperparameters(process, pname, coords, data)
-        if route == "hsgp" and process.method == "auto" and marginalize:
-            m, _ = dsc.hsgp_basis_settings(coords, process.kernel, ls_range, process.n_basis)
-            if int(np.prod(m)) >= data.size:  # the n x n exact route is cheaper and exact
-                route = "exact"
-        scales = []
-        for mod in mods:
-            s = mod.discrepancy.scale
-            if isinstance(s, Prior):
-                s = s.build(f"{mod.name}_discrepancy_scale", (), None)
-            scales.append(s)
-        process.hsgp_settings = {}
-        process.route = route
-        if route == "hsgp":
-            phi, weights = dsc.hsgp_basis(process, coords, ls, amp, ls_range)
-            n_basis = phi.shape[1]
-            if n_basis > dsc.LARGE_BASIS:
-                lo, hi = ls_range
-                cost = (
-                    f"each evaluation factorizes a {n_basis} x {n_basis} matrix"
-                    if marginalize
-                    else f"NUTS samples {n_basis} coefficients"
-                )
-                warnings.warn(
-                    f"discrepancy {pname!r}: the HSGP basis has {n_basis} functions for the "
-                    f"lengthscale range {lo:.3g}-{hi:.3g} (5-95 %), so {cost}. A narrower "
-                    "lengthscale prior (the basis grows with its max/min ratio), or n_basis=, "
-                    "makes it cheaper",
-                    UserWarning,
-                    stacklevel=4,
-                )
-            process.hsgp_settings["coefficients"] = "marginalized" if marginalize else "sampled"
-            if not marginalize:
-                delta = dsc.hsgp_values(pname, phi, weights)
-                start = 0
-                for mod, scale in zip(mods, scales, strict=True):
-                    piece = pt.reshape(delta[start : start + mod.n_data] * scale, mod.data.shape)
-                    start += mod.n_data
-                    mod.noise.build(mod.name, means[mod.name] + piece, mod.data, mod.dims)
-                return
-        mu = pt.concatenate([pt.as_tensor_variable(means[m.name]).flatten() for m in mods])
-        if len(mods) == 1:
-            dims = mods[0].dims
-        else:
-            dims = (f"{block}_obs",)
-            labels = [f"{m.name}[{i}]" for m in mods for i in range(m.n_data)]
-            model.add_coord(dims[0], labels)
-        if route == "hsgp":
-            noises = [m.noise.factored(m.name, m.n_data) for m in mods]
-            sizes = [m.n_data for m in mods]
-            dsc.marginal_hsgp_likelihood(block, mu, data, phi, weights, sizes, scales, noises, dims)
-            return
-        scale_all = pt.concatenate(
-            [pt.ones(m.n_data) * s for m, s in zip(mods, scales, strict=True)]
-        )
-        kernel = dsc.symbolic_kernel(process, coords, ls, amp) * pt.outer(scale_all, scale_all)
-        noise = pt.linalg.block_diag(*[m.noise.covariance_tensor(m.name, m.n_data) for m in mods])
-        pm.MvNormal(block, mu=mu, cov=noise + kernel, observed=data, dims=dims)
-
-    @staticmethod
-    def _discrepancy_plan(mods: list[Modality]) -> tuple[str, bool]:
-        """Return ``(route, marginalize_basis)`` of a discrepancy block (errors name a modality)."""
-        process = mods[0].discrepancy.process
-        n_data = sum(m.n_data for m in mods)
-        gaussian = [isinstance(m.noise, Gaussian) for m in mods]
-        return process.plan(n_data, gaussian, [m.name for m in mods])
 
     @staticmethod
     def _evaluate_shape(model: pm.Model, tensor: Any) -> tuple[int, ...]:
@@ -391,31 +305,7 @@ class JointInversion:
 
     def _describe_discrepancies(self) -> list[dict[str, Any]]:
         """Each discrepancy block: process, hyperparameters, route and HSGP basis as built."""
-
-        def text(value: Any) -> Any:
-            return value.describe() if isinstance(value, Prior) else value
-
-        out = []
-        for block, mods in self.blocks():
-            if mods[0].discrepancy is None:
-                continue
-            process = mods[0].discrepancy.process
-            used = process.resolved_hyperparameters
-            out.append(
-                {
-                    "block": block,
-                    "process": self._process_name(mods[0]),
-                    "modalities": [m.name for m in mods],
-                    "kernel": process.kernel,
-                    "lengthscale": text(used.get("lengthscale", process.lengthscale)),
-                    "amplitude": text(used.get("amplitude", process.amplitude)),
-                    "scales": {m.name: text(m.discrepancy.scale) for m in mods},
-                    "method": process.method,
-                    "route": process.route,
-                    "hsgp": dict(process.hsgp_settings),
-                }
-            )
-        return out
+        return [block.describe() for block in self._discrepancy_blocks.values()]
 
     def sample(
         self,
@@ -423,18 +313,26 @@ class JointInversion:
         tune: int = 1000,
         chains: int = 4,
         *,
+        method: str = "auto",
         cores: int | None = None,
         random_seed: int | None = None,
         target_accept: float = 0.8,
         progressbar: bool = True,
         **kwargs: Any,
     ) -> az.InferenceData:
-        """Sample the joint posterior with NUTS.
+        """Sample the joint posterior by the fastest route that is right for the problem.
 
         Parameters
         ----------
         draws, tune, chains : int
-            Kept draws, tuning draws and chains.
+            Kept draws, tuning draws and chains (``tune`` does not apply to ``exact``/``smc``).
+        method : {"auto", "exact", "nuts", "nuts-plain", "smc"}, default "auto"
+            The route (see :mod:`bayesjoint.inference.routes`): ``exact`` draws independently
+            from the closed-form posterior of a linear-Gaussian problem; ``nuts`` runs NUTS
+            with the Laplace covariance at the MAP as mass matrix; ``nuts-plain`` is PyMC's NUTS
+            unchanged; ``smc`` is tempered SMC. ``auto`` takes the first of ``exact``,
+            ``nuts``, ``nuts-plain`` that applies, logs its choice in one line and records it
+            (``route``, ``route_reason``) in the provenance.
         cores : int, optional
             Parallel chains; PyMC's default when omitted.
         random_seed : int, optional
@@ -443,31 +341,36 @@ class JointInversion:
             NUTS target acceptance rate (raise towards 0.95 for difficult geometry).
         progressbar : bool, default True
         **kwargs
-            Passed to :func:`pymc.sample`.
+            Passed to :func:`pymc.sample` (NUTS routes) or :func:`pymc.sample_smc`.
 
         Returns
         -------
         arviz.InferenceData
             Groups ``posterior``, ``sample_stats``, ``log_likelihood`` (one variable per
             modality), ``observed_data``; provenance in every group's attributes.
+
+        Raises
+        ------
+        ValueError
+            For an unknown ``method``, or a route that does not apply (naming the part of the
+            problem that prevents it).
         """
+        from bayesjoint.inference.routes import sample_route
+
         seed = _fresh_seed() if random_seed is None else int(random_seed)
-        idata_kwargs = dict(kwargs.pop("idata_kwargs", None) or {})
-        idata_kwargs.setdefault("log_likelihood", True)
-        if "step" not in kwargs:  # a user-given step method carries its own settings
-            kwargs["target_accept"] = target_accept
-        with self.model:
-            idata = pm.sample(
-                draws=draws,
-                tune=tune,
-                chains=chains,
-                cores=cores,
-                random_seed=seed,
-                progressbar=progressbar,
-                idata_kwargs=idata_kwargs,
-                **kwargs,
-            )
-        extra = {"sampler": "NUTS", "draws": draws, "tune": tune, "chains": chains}
+        idata, extra = sample_route(
+            self,
+            method,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            cores=cores,
+            random_seed=seed,
+            target_accept=target_accept,
+            progressbar=progressbar,
+            **kwargs,
+        )
+        extra.setdefault("tune", tune)
         return attach_provenance(idata, self._provenance(seed, extra))
 
     def find_map(self, *, random_seed: int | None = None, **kwargs: Any) -> xr.Dataset:
@@ -532,148 +435,43 @@ class JointInversion:
     def sample_from_modes(self, modes: Any = None, **kwargs: Any) -> az.InferenceData:
         """NUTS chains started from each mode, with mode weights.
 
-        See :func:`bayesjoint.multimodal.sample_from_modes`.
+        See :func:`bayesjoint.inference.sample_from_modes`.
         """
         from bayesjoint.inference.multistart import sample_from_modes
 
         return sample_from_modes(self, modes, **kwargs)
 
     def sample_smc(self, draws: int = 2000, chains: int = 2, **kwargs: Any) -> az.InferenceData:
-        """Tempered sequential Monte Carlo; see :func:`bayesjoint.multimodal.sample_smc`."""
+        """Tempered sequential Monte Carlo; see :func:`bayesjoint.inference.sample_smc`."""
         from bayesjoint.inference.smc import sample_smc
 
         return sample_smc(self, draws, chains, **kwargs)
 
-    # -- exact linear-Gaussian path -------------------------------------------------------
+    # -- exact linear-Gaussian path (bayesjoint.linear assembles the system) ----------------
     def linear_gaussian_system(self) -> LinearGaussianSystem:
         """Return the flat linear-Gaussian form of the problem.
+
+        See :func:`bayesjoint.linear.linear_gaussian_system`.
 
         Raises
         ------
         ValueError
-            Naming the first part that is not linear-Gaussian (a prior, a physics or observation
-            operator, a noise model, a coupling).
+            Naming the first part that is not linear-Gaussian (a coupling, a prior, a physics or
+            observation operator, a noise model, a discrepancy).
+
+        Notes
+        -----
+        Assembled once per problem, like :attr:`model`, and reused by :meth:`exact_posterior`,
+        :meth:`information_budget` and the exact sampling route.
         """
-        factors_by_coupling = {}
-        for coupling in self.couplings:
-            factor = coupling.gaussian_factor(self.latent)
-            if factor is None:
-                raise ValueError(
-                    f"coupling {coupling.name!r} ({coupling!r}) is not a linear-Gaussian factor "
-                    "with fixed parameters, so the exact path does not apply; use sample()"
-                )
-            factors_by_coupling[coupling.name] = factor
-        means, factors, labels, latent_of = [], [], [], []
-        columns: dict[str, slice] = {}
-        start = 0
-        for name, var in self.latent.items():
-            form = var.prior.gaussian(var.shape, var.grid)
-            if form is None:
-                raise ValueError(
-                    f"latent {name!r}: prior {var.prior!r} is not Gaussian with fixed "
-                    "hyperparameters, so the exact path does not apply; use sample()"
-                )
-            means.append(form[0])
-            factors.append(form[1])
-            labels.extend(var.labels())
-            latent_of.extend([name] * var.size)
-            columns[name] = slice(start, start + var.size)
-            start += var.size
-        n = start
-        operators, residuals, names = [], [], []
-        for block, mods in self.blocks():
-            rows, resids, covs = [], [], []
-            for mod in mods:
-                a_full, resid, noise_cov = self._linear_block_part(mod, columns, n)
-                rows.append(a_full)
-                resids.append(resid)
-                covs.append(noise_cov)
-            a_block, r_block = np.vstack(rows), np.concatenate(resids)
-            if mods[0].discrepancy is None:
-                factor = covs[0]
-            else:
-                factor = sla.cholesky(
-                    sla.block_diag(*[c @ c.T if c.ndim == 2 else np.diag(c**2) for c in covs])
-                    + self._fixed_discrepancy_covariance(mods),
-                    lower=True,
-                )
-            if factor.ndim == 1:
-                operators.append(a_block / factor[:, None])
-                residuals.append(r_block / factor)
-            else:
-                operators.append(sla.solve_triangular(factor, a_block, lower=True))
-                residuals.append(sla.solve_triangular(factor, r_block, lower=True))
-            names.append(block)
-        for cname, (ops, offset, sd) in factors_by_coupling.items():
-            rows = np.zeros((np.size(offset), n))
-            for name, mat in ops.items():
-                mat = mat.toarray() if sp.issparse(mat) else np.asarray(mat, dtype=float)
-                rows[:, columns[name]] += mat
-            sd = np.broadcast_to(np.asarray(sd, dtype=float), np.shape(offset))
-            operators.append(rows / sd[:, None])
-            residuals.append(np.asarray(offset, dtype=float) / sd)
-            names.append(cname)
-        return LinearGaussianSystem(
-            labels=labels,
-            latent_of=latent_of,
-            prior_mean=np.concatenate(means),
-            prior_factor=sla.block_diag(*factors),
-            modalities=names,
-            operators=operators,
-            residuals=residuals,
-        )
-
-    def _linear_block_part(self, mod: Modality, columns: dict[str, slice], n: int):
-        """Return ``(A, d − b, noise factor)`` of one modality on the stacked latent vector.
-
-        The noise factor is the sd vector (diagonal noise) or the covariance's Cholesky factor.
-        """
-        op = mod.linear_operator(self.latent_shapes)
-        if op is None:
-            part = "physics" if mod.physics.linear_operator() is None else "observation operator"
-            which = mod.physics if part == "physics" else mod.observe
-            raise ValueError(
-                f"modality {mod.name!r}: its {part} {which!r} is not linear, so the exact path "
-                "does not apply; use bj.physics.Linear / a linear observation, or sample()"
-            )
-        if not isinstance(mod.noise, Gaussian):
-            raise ValueError(
-                f"modality {mod.name!r}: noise {mod.noise!r} is not Gaussian; the exact path "
-                "needs bj.noise.Gaussian with a known sd or covariance"
-            )
-        noise_factor = mod.noise.known_covariance_factor(mod.data.shape)
-        if noise_factor is None:
-            raise ValueError(
-                f"modality {mod.name!r}: noise {mod.noise!r} is learned, so the posterior is "
-                "not Gaussian; fix the sd to use the exact path, or use sample()"
-            )
-        a_local, offset = op
-        a_local = a_local.toarray() if sp.issparse(a_local) else np.asarray(a_local)
-        a_full = np.zeros((mod.n_data, n))
-        col = 0
-        for name in mod.physics.inputs:
-            size = self.latent[name].size
-            a_full[:, columns[name]] += a_local[:, col : col + size]
-            col += size
-        return a_full, mod.data.ravel() - offset, noise_factor
-
-    @staticmethod
-    def _fixed_discrepancy_covariance(mods: list[Modality]) -> np.ndarray:
-        """Return ``s_a s_b K(x_a, x_b)`` over a block with fixed discrepancy hyperparameters."""
-        from bayesjoint.discrepancy.kernels import kernel_matrix
-
-        process = mods[0].discrepancy.process
-        scales = [m.discrepancy.scale for m in mods]
-        if not process.fixed or not all(isinstance(s, float) for s in scales):
-            raise ValueError(
-                f"modality {mods[0].name!r}: its discrepancy has learned hyperparameters or "
-                "scales, so the posterior is not Gaussian; fix lengthscale, amplitude and scale "
-                "to use the exact path, or use sample()"
-            )
-        coords = np.concatenate([m.discrepancy_coords for m in mods])
-        s = np.concatenate([np.full(m.n_data, sc) for m, sc in zip(mods, scales, strict=True)])
-        k = kernel_matrix(coords, coords, process.kernel, process.lengthscale, process.amplitude)
-        return k * np.outer(s, s)
+        if self._linear_system is None:
+            try:
+                self._linear_system = linear.linear_gaussian_system(self)
+            except ValueError as err:
+                self._linear_system = err
+        if isinstance(self._linear_system, ValueError):
+            raise ValueError(str(self._linear_system))
+        return self._linear_system
 
     def exact_posterior(self) -> xr.Dataset:
         """Return the exact posterior of a linear-Gaussian problem.
@@ -690,7 +488,7 @@ class JointInversion:
         ValueError
             Naming the part of the problem that is not linear-Gaussian.
         """
-        return self.linear_gaussian_system().posterior()
+        return linear.exact_posterior(self.linear_gaussian_system())
 
     def information_budget(self) -> xr.Dataset:
         """Return each modality's information contribution (linear-Gaussian problems).
@@ -699,7 +497,7 @@ class JointInversion:
         linear-Gaussian factor (e.g. a linear petrophysical link) contributes like a modality and
         appears on the ``modality`` dimension under its own name.
         """
-        return self.linear_gaussian_system().budget()
+        return linear.information_budget(self.linear_gaussian_system())
 
     def stack_latent(self, dataset: xr.Dataset) -> xr.DataArray:
         """Stack the latent variables of a posterior Dataset into one ``parameter`` dimension.

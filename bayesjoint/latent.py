@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from bayesjoint._labels import element_labels
 from bayesjoint.grid import Grid
 from bayesjoint.priors import Prior, as_prior
 
@@ -24,6 +25,59 @@ def check_name(name: Any, what: str) -> str:
             "(e.g. 'gravity' or 'log_resistivity')"
         )
     return name
+
+
+def dims_and_coords(
+    owner: str,
+    shape: tuple[int, ...],
+    dims: str | Sequence[str] | None,
+    coords: Mapping[str, Any] | None,
+    stem: str,
+) -> tuple[tuple[str, ...], dict[str, np.ndarray]]:
+    """Return checked dimension names and coordinates of an array (a parameter, a data set).
+
+    Parameters
+    ----------
+    owner : str
+        Named in the error messages, e.g. ``"Parameter 'x'"``.
+    shape : tuple of int
+    dims : str or sequence of str, optional
+        One name per axis; default ``stem`` (1-D) or ``'<stem>_<k>'``.
+    coords : mapping of str to array_like, optional
+        Coordinate values per dim, each of shape ``(n,)``; default ``0 .. n-1``.
+    stem : str
+        Stem of the default dim names.
+
+    Raises
+    ------
+    ValueError
+        For a wrong number of dims, coordinates of the wrong shape, or coordinates of unknown
+        dims.
+
+    Examples
+    --------
+    >>> dims_and_coords("Parameter 'v'", (2, 3), None, {"v_index_0": [10, 20]}, "v_index")[0]
+    ('v_index_0', 'v_index_1')
+    """
+    if dims is None:
+        dims_t = (stem,) if len(shape) == 1 else tuple(f"{stem}_{k}" for k in range(len(shape)))
+    else:
+        dims_t = (dims,) if isinstance(dims, str) else tuple(dims)
+        if len(dims_t) != len(shape):
+            raise ValueError(
+                f"{owner}: {len(dims_t)} dims {dims_t} for shape {shape}; give one dim name per "
+                "axis"
+            )
+    given = dict(coords or {})
+    out = {}
+    for dim, n in zip(dims_t, shape, strict=True):
+        values = np.asarray(given.pop(dim, np.arange(n)))
+        if values.shape != (n,):
+            raise ValueError(f"{owner}: coords[{dim!r}] has shape {values.shape}, expected ({n},)")
+        out[dim] = values
+    if given:
+        raise ValueError(f"{owner}: coords for unknown dims {sorted(given)}")
+    return dims_t, out
 
 
 class LatentVariable:
@@ -62,9 +116,7 @@ class LatentVariable:
 
     def labels(self) -> list[str]:
         """Return one label per flattened (C-order) element, e.g. ``'x[3]'`` or ``'rho[2, 0]'``."""
-        if self.shape == ():
-            return [self.name]
-        return [f"{self.name}[{', '.join(str(i) for i in idx)}]" for idx in np.ndindex(*self.shape)]
+        return element_labels(self.name, self.shape)
 
 
 class Parameter(LatentVariable):
@@ -113,32 +165,9 @@ class Parameter(LatentVariable):
         if prior is None:
             raise TypeError(f"Parameter {name!r}: give a prior, e.g. prior=bj.priors.Normal(0, 1)")
         self.prior = as_prior(prior, f"Parameter {name!r}")
-        if dims is None:
-            dims_t = (
-                (f"{name}_index",)
-                if len(shape_t) == 1
-                else tuple(f"{name}_index_{k}" for k in range(len(shape_t)))
-            )
-        else:
-            dims_t = (dims,) if isinstance(dims, str) else tuple(dims)
-            if len(dims_t) != len(shape_t):
-                raise ValueError(
-                    f"Parameter {name!r}: {len(dims_t)} dims {dims_t} for shape {shape_t}; "
-                    "give one "
-                    "dim name per axis"
-                )
-        self.dims = dims_t
-        given = dict(coords or {})
-        self.coords = {}
-        for dim, n in zip(self.dims, self.shape, strict=True):
-            values = np.asarray(given.pop(dim, np.arange(n)))
-            if values.shape != (n,):
-                raise ValueError(
-                    f"Parameter {name!r}: coords[{dim!r}] has shape {values.shape}, expected ({n},)"
-                )
-            self.coords[dim] = values
-        if given:
-            raise ValueError(f"Parameter {name!r}: coords for unknown dims {sorted(given)}")
+        self.dims, self.coords = dims_and_coords(
+            f"Parameter {name!r}", shape_t, dims, coords, f"{name}_index"
+        )
         self.units = units
         self.prior.validate(f"Parameter {name!r}", self.shape, None)
 

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 import xarray as xr
 
 from bayesjoint.discrepancy.settings import as_term
-from bayesjoint.latent import check_name
+from bayesjoint.latent import check_name, dims_and_coords
 from bayesjoint.noise import Noise
 from bayesjoint.observe import Observation, as_observation
 from bayesjoint.physics.base import Physics, as_physics
@@ -121,31 +121,9 @@ class Modality:
                     f"modality {self.name!r}: data must have at least one dimension; "
                     "wrap a single value as [value]"
                 )
-            if dims is None:
-                dims_t = (
-                    (f"{self.name}_obs",)
-                    if values.ndim == 1
-                    else tuple(f"{self.name}_obs_{k}" for k in range(values.ndim))
-                )
-            else:
-                dims_t = (dims,) if isinstance(dims, str) else tuple(dims)
-                if len(dims_t) != values.ndim:
-                    raise ValueError(
-                        f"modality {self.name!r}: {len(dims_t)} dims for {values.ndim}-D data; "
-                        "give one name per data axis"
-                    )
-            given = dict(coords or {})
-            coords_d = {}
-            for d, n in zip(dims_t, values.shape, strict=True):
-                c = np.asarray(given.pop(d, np.arange(n)))
-                if c.shape != (n,):
-                    raise ValueError(
-                        f"modality {self.name!r}: coords[{d!r}] has shape {c.shape}, "
-                        f"expected ({n},)"
-                    )
-                coords_d[d] = c
-            if given:
-                raise ValueError(f"modality {self.name!r}: coords for unknown dims {sorted(given)}")
+            dims_t, coords_d = dims_and_coords(
+                f"modality {self.name!r}", values.shape, dims, coords, f"{self.name}_obs"
+            )
         if not np.issubdtype(values.dtype, np.number) or np.iscomplexobj(values):
             raise TypeError(
                 f"modality {self.name!r}: data must be real numbers, got dtype {values.dtype}"

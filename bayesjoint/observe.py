@@ -21,7 +21,7 @@ import scipy.signal
 import scipy.sparse as sp
 
 from bayesjoint._tensor import NumpyEvaluator, is_symbolic
-from bayesjoint.grid import Grid
+from bayesjoint.grid import Grid, as_points
 from bayesjoint.physics.linear import as_matrix, symbolic_matvec
 
 __all__ = [
@@ -413,16 +413,14 @@ class Interpolate(_MatrixObservation):
             raise TypeError(
                 f"Interpolate(grid) must be a bayesjoint Grid, got {type(grid).__name__}"
             )
-        pts_arr = np.asarray(points, dtype=float)
-        if pts_arr.ndim == 1:
-            pts_arr = pts_arr[None, :]
-        if pts_arr.ndim != 2 or pts_arr.shape[1] != grid.ndim or pts_arr.shape[0] == 0:
-            raise ValueError(
-                f"Interpolate(points) must have shape (n_points, {grid.ndim}) with coordinates in "
-                f"the grid's axis order {grid.dims}, got shape {np.shape(points)}"
-            )
-        if not np.all(np.isfinite(pts_arr)):
-            raise ValueError("Interpolate(points) contains NaN or inf; give finite positions")
+        pts_arr = as_points(
+            points,
+            "Interpolate(points)",
+            (grid.ndim,),
+            f"with coordinates in the grid's axis order {grid.dims}",
+            rows="n_points",
+            allow_empty=False,
+        )
         self.grid = grid
         self.points = pts_arr
         per_axis = []
@@ -700,7 +698,7 @@ def lowpass_matrix(n: int, sample_interval: float, cutoff: float, order: int = 4
     Examples
     --------
     >>> import numpy as np
-    >>> from bayesjoint.multimodal import lowpass_matrix
+    >>> from bayesjoint.observe import lowpass_matrix
     >>> f = lowpass_matrix(1000, 0.001, 20.0)
     >>> t = np.arange(1000) * 0.001
     >>> slow, fast = np.sin(2 * np.pi * 5 * t), np.sin(2 * np.pi * 200 * t)
@@ -745,7 +743,7 @@ class LowPass(Observation):
     Examples
     --------
     >>> import numpy as np
-    >>> from bayesjoint.multimodal import LowPass
+    >>> from bayesjoint.observe import LowPass
     >>> op = LowPass(cutoff=20.0, sample_interval=0.001)
     >>> op(np.ones((2, 100))).shape
     (2, 100)

@@ -421,12 +421,14 @@ def _rank_figure(idata, diagnosis, dpi, max_panels: int = 6) -> Figure:
     axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
     from scipy.stats import rankdata
 
+    from bayesjoint.diagnostics.labels import _element_labels
+
     for ax, label in zip(axes, chosen, strict=False):
         var = el.loc[label, "variable"]
         da = post[var]
         flat = da.stack(__e=[d for d in da.dims if d not in _SAMPLE_DIMS]) if da.ndim > 2 else da
         if da.ndim > 2:
-            idx = next(i for i, lab in enumerate(_labels(da)) if lab == label)
+            idx = next(i for i, lab in enumerate(_element_labels(da)) if lab == label)
             values = flat.isel(__e=idx).transpose("chain", "draw").values
         else:
             values = flat.transpose("chain", "draw").values
@@ -452,12 +454,6 @@ def _rank_figure(idata, diagnosis, dpi, max_panels: int = 6) -> Figure:
         "elements with the largest R-hat; each chain should be flat around the dashed line.",
         *_render(fig, dpi),
     )
-
-
-def _labels(da: xr.DataArray) -> list[str]:
-    dims = [d for d in da.dims if d not in _SAMPLE_DIMS]
-    shape = [da.sizes[d] for d in dims]
-    return [f"{da.name}[{', '.join(str(i) for i in idx)}]" for idx in np.ndindex(*shape)]
 
 
 def _budget_figure(budget: xr.Dataset, source: str, idata: Any, dpi: int) -> Figure:
@@ -532,7 +528,7 @@ def _budget(idata: Any, problem: Any, notes: list[str]) -> tuple[xr.Dataset | No
     try:
         return problem.information_budget(), "exact linear-Gaussian budget"
     except ValueError:
-        from bayesjoint.linearize import linearized_budget
+        from bayesjoint.linear import linearized_budget
 
         return linearized_budget(problem, idata), "Gauss-Newton/Laplace linearization at the mean"
 
@@ -696,8 +692,35 @@ def report(
     True
     """
     from bayesjoint.diagnostics.diagnosis import diagnose
-    from bayesjoint.diagnostics.labels import latent_info, modality_info
-    from bayesjoint.diagnostics.progress import _Progress
+
+    idata, source = _load_run(idata_or_path)
+    out = Path(out_dir)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    if diagnosis is None:
+        diagnosis = diagnose(idata, problem, progressbar=progressbar)
+    notes = list(diagnosis.notes)
+    jobs = _figure_jobs(idata, diagnosis, problem, notes, dpi)
+    figures = _draw_figures(jobs, notes, progressbar)
+    for fig in figures:
+        (out / "figures" / f"{fig.key}.png").write_bytes(fig.png)
+    page = _page(
+        title or f"bayesjoint report: {Path(source).name if source != 'InferenceData' else 'run'}",
+        source,
+        diagnosis,
+        figures,
+        _provenance(idata),
+        notes,
+    )
+    index = out / "index.html"
+    index.write_text(page, encoding="utf-8")
+    (out / "diagnostics.json").write_text(
+        json.dumps(diagnosis.to_dict(), indent=2, default=str), encoding="utf-8"
+    )
+    return str(index)
+
+
+def _load_run(idata_or_path: Any) -> tuple[az.InferenceData, str]:
+    """Return the run (loaded when a path) and its source for the page header."""
     from bayesjoint.io import load
 
     source = "InferenceData"
@@ -713,18 +736,54 @@ def report(
         )
     if "posterior" not in idata.groups():
         raise ValueError("the InferenceData has no posterior group; nothing to report")
-    out = Path(out_dir)
-    (out / "figures").mkdir(parents=True, exist_ok=True)
-    if diagnosis is None:
-        diagnosis = diagnose(idata, problem, progressbar=progressbar)
+    return idata, source
+
+
+_Job = tuple[str, Callable[[], list[Figure]]]
+
+
+def _figure_jobs(
+    idata: Any, diagnosis: Any, problem: Any, notes: list[str], dpi: int
+) -> list[_Job]:
+    """Return the figures to draw, in page order, as ``(label, draw)`` pairs."""
+    from bayesjoint.diagnostics.labels import latent_info, modality_info
+
     latent = latent_info(idata)
     mods = modality_info(idata)
     post = idata.posterior
-    notes = list(diagnosis.notes)
-    jobs: list[tuple[str, Callable[[], list[Figure]]]] = []
+    jobs = _latent_jobs(idata, latent, dpi)
+    scalars = [n for n in post.data_vars if post[n].ndim == 2]
+    if scalars:
+        units = _scalar_units(scalars, latent, mods)
+        jobs.append(("scalars", lambda: [_scalar_figure(idata, scalars, units, dpi)]))
+    if "observed_data" in idata.groups():
+        for name in idata.observed_data.data_vars:
+            u = mods.get(name, {}).get("units") or idata.observed_data[name].attrs.get("units")
+            jobs.append(
+                (
+                    f"data fit {name}",
+                    lambda n=name, u=u: [_data_fit_figure(idata, n, diagnosis, u, dpi)],
+                )
+            )
+    jobs.append(("rank plots", lambda: [_rank_figure(idata, diagnosis, dpi)]))
+    budget, budget_source = _budget(idata, problem, notes)
+    if budget is not None:
+        jobs.append(
+            ("information budget", lambda: [_budget_figure(budget, budget_source, idata, dpi)])
+        )
+    return jobs
+
+
+def _latent_jobs(idata: Any, latent: dict[str, dict], dpi: int) -> list[_Job]:
+    """Return the figures of the array-valued latent variables: fields on grids, else vectors.
+
+    Without recorded latent variables, every non-whitened array variable is drawn.
+    """
+    post = idata.posterior
     names = [n for n in latent if n in post] or [
         n for n in post.data_vars if not n.endswith("_white") and post[n].ndim > 2
     ]
+    jobs: list[_Job] = []
     for name in names:
         da = post[name]
         units = latent.get(name, {}).get("units")
@@ -745,30 +804,26 @@ def report(
                     lambda n=name, d=da, u=units: [_vector_figure(idata, n, d, u, dpi)],
                 )
             )
-    scalars = [n for n in post.data_vars if post[n].ndim == 2]
-    if scalars:
-        units = {n: latent.get(n, {}).get("units") for n in scalars}
-        for n in scalars:
-            for suffix in ("_sigma", "_noise_scale"):
-                stem = n[: -len(suffix)] if n.endswith(suffix) else None
-                if stem in mods and suffix == "_sigma":
-                    units[n] = mods[stem].get("units")
-        jobs.append(("scalars", lambda: [_scalar_figure(idata, scalars, units, dpi)]))
-    if "observed_data" in idata.groups():
-        for name in idata.observed_data.data_vars:
-            u = mods.get(name, {}).get("units") or idata.observed_data[name].attrs.get("units")
-            jobs.append(
-                (
-                    f"data fit {name}",
-                    lambda n=name, u=u: [_data_fit_figure(idata, n, diagnosis, u, dpi)],
-                )
-            )
-    jobs.append(("rank plots", lambda: [_rank_figure(idata, diagnosis, dpi)]))
-    budget, budget_source = _budget(idata, problem, notes)
-    if budget is not None:
-        jobs.append(
-            ("information budget", lambda: [_budget_figure(budget, budget_source, idata, dpi)])
-        )
+    return jobs
+
+
+def _scalar_units(
+    scalars: list[str], latent: dict[str, dict], mods: dict[str, dict]
+) -> dict[str, str | None]:
+    """Return the units of scalar variables: a latent's own, or its modality's for a noise sd."""
+    units = {n: latent.get(n, {}).get("units") for n in scalars}
+    for n in scalars:
+        for suffix in ("_sigma", "_noise_scale"):
+            stem = n[: -len(suffix)] if n.endswith(suffix) else None
+            if stem in mods and suffix == "_sigma":
+                units[n] = mods[stem].get("units")
+    return units
+
+
+def _draw_figures(jobs: list[_Job], notes: list[str], progressbar: bool) -> list[Figure]:
+    """Draw every figure; one that fails becomes a note instead of losing the whole report."""
+    from bayesjoint.diagnostics.progress import _Progress
+
     figures: list[Figure] = []
     bar = _Progress(progressbar, len(jobs), "report")
     try:
@@ -781,19 +836,4 @@ def report(
                 notes.append(f"figure '{label}' could not be drawn: {type(err).__name__}: {err}")
     finally:
         bar.close()
-    for fig in figures:
-        (out / "figures" / f"{fig.key}.png").write_bytes(fig.png)
-    page = _page(
-        title or f"bayesjoint report: {Path(source).name if source != 'InferenceData' else 'run'}",
-        source,
-        diagnosis,
-        figures,
-        _provenance(idata),
-        notes,
-    )
-    index = out / "index.html"
-    index.write_text(page, encoding="utf-8")
-    (out / "diagnostics.json").write_text(
-        json.dumps(diagnosis.to_dict(), indent=2, default=str), encoding="utf-8"
-    )
-    return str(index)
+    return figures

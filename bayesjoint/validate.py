@@ -80,7 +80,7 @@ def taylor_test(
     Examples
     --------
     >>> import numpy as np
-    >>> from bayesjoint.testing import taylor_test
+    >>> from bayesjoint.validate import taylor_test
     >>> res = taylor_test(lambda x: x**3, np.array([0.3, 1.2]), random_seed=1)
     >>> bool(abs(res.slope - 2.0) < 0.2)
     True
@@ -227,14 +227,19 @@ def blur_and_points_problem(
 
     Examples
     --------
-    >>> from bayesjoint.testing import blur_and_points_problem
+    >>> from bayesjoint.validate import blur_and_points_problem
     >>> problem = blur_and_points_problem(20, n_points=5)
     >>> sorted(problem.modalities), problem.exact_posterior().sizes["parameter"]
     (['blurred', 'points'], 20)
     """
     import scipy.sparse as sp
 
-    import bayesjoint as bj
+    from bayesjoint.joint import JointInversion
+    from bayesjoint.latent import Parameter
+    from bayesjoint.modality import Modality
+    from bayesjoint.noise import Gaussian
+    from bayesjoint.physics import Linear
+    from bayesjoint.priors import Normal
 
     rng = np.random.default_rng(random_seed)
     prior_sd = 0.1
@@ -244,16 +249,10 @@ def blur_and_points_problem(
     b = sp.csr_matrix((np.ones(n_points), (np.arange(n_points), idx)), shape=(n_points, n))
     y = a @ truth + 0.05 * rng.standard_normal(n)
     z = b @ truth + 0.02 * rng.standard_normal(n_points)
-    x = bj.Parameter("x", shape=n, prior=bj.priors.Normal(0.0, prior_sd))
-    blurred = bj.Modality(
-        "blurred", physics=bj.physics.Linear(a, input="x"), data=y, noise=bj.noise.Gaussian(0.05)
-    )
-    points = bj.Modality(
-        "points", physics=bj.physics.Linear(b, input="x"), data=z, noise=bj.noise.Gaussian(0.02)
-    )
-    return bj.JointInversion(
-        latent=[x], modalities=[blurred, points] if include_points else [blurred]
-    )
+    x = Parameter("x", shape=n, prior=Normal(0.0, prior_sd))
+    blurred = Modality("blurred", physics=Linear(a, input="x"), data=y, noise=Gaussian(0.05))
+    points = Modality("points", physics=Linear(b, input="x"), data=z, noise=Gaussian(0.02))
+    return JointInversion(latent=[x], modalities=[blurred, points] if include_points else [blurred])
 
 
 # The three-peak example: x ~ N(0.4, 1); y = x³ − 3x observed as 0 with noise sd 0.3.
@@ -275,20 +274,24 @@ def cubic_problem() -> Any:
 
     Examples
     --------
-    >>> from bayesjoint.testing import cubic_problem
+    >>> from bayesjoint.validate import cubic_problem
     >>> list(cubic_problem().modalities)
     ['cubic']
     """
-    import bayesjoint as bj
+    from bayesjoint.joint import JointInversion
+    from bayesjoint.latent import Parameter
+    from bayesjoint.modality import Modality
+    from bayesjoint.noise import Gaussian
+    from bayesjoint.priors import Normal
 
-    x = bj.Parameter("x", prior=bj.priors.Normal(*_CUBIC_PRIOR))
-    cubic = bj.Modality(
+    x = Parameter("x", prior=Normal(*_CUBIC_PRIOR))
+    cubic = Modality(
         "cubic",
         physics=lambda m: (m["x"] ** 3 - 3.0 * m["x"])[None],
         data=[_CUBIC_DATUM],
-        noise=bj.noise.Gaussian(_CUBIC_NOISE_SD),
+        noise=Gaussian(_CUBIC_NOISE_SD),
     )
-    return bj.JointInversion(latent=[x], modalities=[cubic])
+    return JointInversion(latent=[x], modalities=[cubic])
 
 
 def cubic_log_density(x: Any) -> np.ndarray:
@@ -296,7 +299,7 @@ def cubic_log_density(x: Any) -> np.ndarray:
 
     Examples
     --------
-    >>> from bayesjoint.testing import cubic_log_density
+    >>> from bayesjoint.validate import cubic_log_density
     >>> bool(cubic_log_density(0.0) > cubic_log_density(1.0) + 20)  # the barrier at x = 1
     True
     """

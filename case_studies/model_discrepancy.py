@@ -227,7 +227,7 @@ def nuts_run(data: dict, priors: str, settings: dict, seed: int) -> tuple[az.Inf
         "r_hat": float(summary["r_hat"].iloc[0]),
         "ess_bulk": float(summary["ess_bulk"].iloc[0]),
         "divergences": int(idata.sample_stats["diverging"].sum()),
-        "route": problem.modalities["gravity"].discrepancy.process.route,
+        "route": problem.discrepancy_blocks["gravity"].route,
         "wall_s": round(wall, 2),
     }
     for hyper in ("lengthscale", "amplitude"):

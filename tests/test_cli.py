@@ -14,11 +14,19 @@ from bayesjoint import cli, demo
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(autouse=True)
+def _in_a_temporary_folder(tmp_path, monkeypatch):
+    # The command writes into the current folder by default: here that is the test's own.
+    monkeypatch.chdir(tmp_path)
+
+
 def test_demo_quick_writes_a_loadable_report(tmp_path, capsys):
-    out = tmp_path / "demo.nc"
-    status = cli.main(["demo", "--quick", "--out", str(out), "--seed", "3", "--no-progress"])
+    # No --out: the report goes where the README says, bayesjoint-demo.nc in the current folder.
+    status = cli.main(["demo", "--quick", "--seed", "3", "--no-progress"])
     text = capsys.readouterr().out
     assert status == 0
+    out = tmp_path / "bayesjoint-demo.nc"
+    assert out.is_file() and sorted(p.name for p in tmp_path.iterdir()) == [out.name]
     assert "diagnostics: max R-hat" in text
     assert "information budget" in text and "gravity" in text and "borehole" in text
     report = bj.load(out)

@@ -17,6 +17,12 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(autouse=True)
+def _in_a_temporary_folder(tmp_path, monkeypatch):
+    # Whatever a command writes by default into the current folder lands in the test's own.
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     """`bayesjoint run profile_gravity_borehole --quick` once for the module."""
@@ -131,7 +137,7 @@ def test_case_studies_ship_as_a_package():
     # Every package directory of bayesjoint is listed in pyproject's explicit package list, so a
     # new subpackage cannot be left out of the wheel by accident.
     text = (ROOT / "pyproject.toml").read_text()
-    listed = set(re.findall(r'"([\w.]+)"', re.search(r"packages = \[(.*?)\]", text).group(1)))
+    listed = set(re.findall(r'"([\w.]+)"', re.search(r"packages = \[(.*?)\]", text, re.S).group(1)))
     found = {
         ".".join(p.parent.relative_to(ROOT).parts)
         for p in (ROOT / "bayesjoint").rglob("__init__.py")

@@ -214,7 +214,6 @@ def test_hsgp_and_exact_routes_agree_at_n_300():
             seed=9,
             marginalize_basis=False if route == "hsgp_sampled" else None,
         )
-        process = problem.modalities["a"].discrepancy.process
         idata = problem.sample(
             draws=500, tune=500, chains=2, cores=1, random_seed=5, progressbar=False
         )
@@ -225,7 +224,8 @@ def test_hsgp_and_exact_routes_agree_at_n_300():
             post.std(("chain", "draw")).values,
         )
         if method == "hsgp":
-            assert process.route == "hsgp" and process.hsgp_settings["m"][0] >= 8
+            block = problem.discrepancy_blocks["terrain"]
+            assert block.route == "hsgp" and block.hsgp["m"][0] >= 8
             sampled = "terrain_basis" in idata.posterior
             assert sampled == (route == "hsgp_sampled")
     m1, e1, s1 = results["exact"]
@@ -244,12 +244,13 @@ def test_hsgp_coefficients_sampled_for_non_gaussian_noise():
         mod = bj.Modality(
             "g", bj.physics.Linear(np.ones((20, 1)), "x"), np.zeros(20), noise, discrepancy=gp
         )
-        return bj.JointInversion([x], [mod]), gp
+        return bj.JointInversion([x], [mod])
 
-    robust, gp = problem(bj.noise.StudentT(0.1), method="hsgp")
+    robust = problem(bj.noise.StudentT(0.1), method="hsgp")
     model = robust.model
-    assert gp.hsgp_settings["coefficients"] == "sampled"
-    assert model["g_discrepancy_basis"].eval().shape == (gp.hsgp_settings["m"][0],)
+    block = robust.discrepancy_blocks["g"]
+    assert block.hsgp["coefficients"] == "sampled"
+    assert model["g_discrepancy_basis"].eval().shape == (block.hsgp["m"][0],)
     # The modality keeps its own pointwise Student-t likelihood, given the coefficients.
     assert [rv.name for rv in model.observed_RVs] == ["g"]
     assert model["g"].owner.op.name == "t"
@@ -259,9 +260,9 @@ def test_hsgp_coefficients_sampled_for_non_gaussian_noise():
         problem(bj.noise.StudentT(0.1), method="exact")
     with pytest.raises(TypeError, match="modality 'g': discrepancy marginalize_basis must be"):
         problem(bj.noise.Gaussian(0.1), marginalize_basis="yes")
-    explicit, gp = problem(bj.noise.Gaussian(0.1), method="hsgp", marginalize_basis=False)
+    explicit = problem(bj.noise.Gaussian(0.1), method="hsgp", marginalize_basis=False)
     assert "g_discrepancy_basis" in explicit.model.named_vars
-    assert gp.hsgp_settings["coefficients"] == "sampled"
+    assert explicit.discrepancy_blocks["g"].hsgp["coefficients"] == "sampled"
 
 
 def test_two_learned_lengthscales_build_without_stray_variables():
@@ -286,12 +287,13 @@ def test_default_hsgp_basis_does_not_grow_with_dense_data():
     # is the same for 2,000 and 20,000 data (it was 456,028 functions at 20,000 when the lower
     # end was the data spacing, and grew in proportion to n).
     from bayesjoint import discrepancy as dsc
+    from bayesjoint.discrepancy.kernels import _prior_range
 
     sizes = []
     for n in (2000, 20000):
         x = np.linspace(0, 1000, n)[:, None]
         prior = dsc.GP().default_lengthscale_prior(x)
-        sizes.append(dsc.hsgp_basis_settings(x, "matern52", dsc._prior_range(prior), None)[0][0])
+        sizes.append(dsc.hsgp_basis_settings(x, "matern52", _prior_range(prior), None)[0][0])
     assert sizes[0] == sizes[1] < 2000
 
 
@@ -377,11 +379,12 @@ def marginal_hsgp(request):
     return _built_marginal_hsgp(request.param)
 
 
-def _dense_low_rank_covariance(gp, parts, point, *, cross=True):
+def _dense_low_rank_covariance(problem, parts, point, *, cross=True):
     """Noise + A Aᵀ built by hand (the HSGP's basis and squared-exponential spectral density)."""
     a, b, xa, xb, cov_b, _ = parts
     x = np.concatenate([xa, xb])
-    phi, omega = _hsgp_basis_by_hand(x, gp.hsgp_settings["m"][0], gp.hsgp_settings["c"])
+    hsgp = problem.discrepancy_blocks["terrain"].hsgp
+    phi, omega = _hsgp_basis_by_hand(x, hsgp["m"][0], hsgp["c"])
     ls, amp = point["terrain_lengthscale"], point["terrain_amplitude"]
     psd = amp**2 * np.sqrt(2 * np.pi) * ls * np.exp(-0.5 * (ls * omega) ** 2)
     s = np.concatenate([np.ones(xa.size), np.full(xb.size, point["b_discrepancy_scale"])])
@@ -401,19 +404,20 @@ def test_marginal_hsgp_block_is_the_dense_low_rank_gaussian(marginal_hsgp):
     # equals scipy's dense Gaussian with covariance noise + A Aᵀ (basis written out by hand).
     from scipy import stats
 
-    problem, gp, parts, point, values = marginal_hsgp
+    problem, _, parts, point, values = marginal_hsgp
     model = problem.model
     assert [rv.name for rv in model.observed_RVs] == ["terrain"]
     assert not any(rv.name.endswith("_basis") for rv in model.free_RVs)
-    assert gp.route == "hsgp" and gp.hsgp_settings["coefficients"] == "marginalized"
+    block = problem.discrepancy_blocks["terrain"]
+    assert block.route == "hsgp" and block.hsgp["coefficients"] == "marginalized"
     data = np.concatenate([m.data for m in parts[-1]])
-    mean, cov = _dense_low_rank_covariance(gp, parts, point)
+    mean, cov = _dense_low_rank_covariance(problem, parts, point)
     expected = stats.multivariate_normal(mean, cov).logpdf(data)
     logp = model.compile_fn(model.logp(vars=model.observed_RVs), on_unused_input="ignore")
     # Same density, algebra in another order (Woodbury vs a dense factorization): round-off only.
     assert float(logp(values)) == pytest.approx(expected, rel=1e-11)
     # Negative control: without the cross-modal covariance the density is different.
-    mean, cov_nocross = _dense_low_rank_covariance(gp, parts, point, cross=False)
+    mean, cov_nocross = _dense_low_rank_covariance(problem, parts, point, cross=False)
     assert abs(stats.multivariate_normal(mean, cov_nocross).logpdf(data) - expected) > 0.1
 
 
@@ -453,13 +457,13 @@ def test_marginal_hsgp_draws_have_the_block_covariance():
     # so a false alarm has probability ~1e-3), the mean within 5 standard errors.
     import pymc as pm
 
-    problem, gp, parts, point, _ = _built_marginal_hsgp()
+    problem, _, parts, point, _ = _built_marginal_hsgp()
     model = problem.model
     fixed = {name: np.asarray(val) for name, val in point.items()}
     # The block's forward graph with the free variables as inputs (held at the point).
     fn = pm.compile(list(model.free_RVs), model["terrain"], random_seed=3)
     draws = np.stack([fn(*[fixed[rv.name] for rv in model.free_RVs]) for _ in range(20_000)])
-    mean, cov = _dense_low_rank_covariance(gp, parts, point)
+    mean, cov = _dense_low_rank_covariance(problem, parts, point)
     n = draws.shape[0]
     se_mean = np.sqrt(np.diag(cov) / n)
     assert np.max(np.abs(draws.mean(0) - mean) / se_mean) < 5
@@ -467,7 +471,7 @@ def test_marginal_hsgp_draws_have_the_block_covariance():
     z = np.abs(np.cov(draws, rowvar=False) - cov) / se_cov
     assert z.max() < 5, z.max()
     # Negative control: against the covariance without the cross-modal terms the check fails.
-    _, cov_nocross = _dense_low_rank_covariance(gp, parts, point, cross=False)
+    _, cov_nocross = _dense_low_rank_covariance(problem, parts, point, cross=False)
     assert (np.abs(np.cov(draws, rowvar=False) - cov_nocross) / se_cov).max() > 5
 
 
@@ -479,14 +483,15 @@ def test_auto_route_choice_and_large_basis_warning():
         mod = bj.Modality(
             "g", bj.physics.Linear(np.ones((n, 1)), "x"), np.zeros(n), noise, discrepancy=gp
         )
-        model = bj.JointInversion([x], [mod]).model  # building it decides the route
+        problem = bj.JointInversion([x], [mod])
+        model = problem.model
         assert [rv.name for rv in model.observed_RVs] == ["g"]
-        return gp
+        return problem.discrepancy_blocks["g"]
 
     # Small Gaussian block: exact. Non-Gaussian noise: HSGP with sampled coefficients.
     assert build(50, bj.noise.Gaussian(0.1)).route == "exact"
     robust = build(50, bj.noise.StudentT(0.1), lengthscale=200.0, amplitude=0.1)
-    assert (robust.route, robust.hsgp_settings["coefficients"]) == ("hsgp", "sampled")
+    assert (robust.route, robust.hsgp["coefficients"]) == ("hsgp", "sampled")
     # 450 data, above EXACT_MAX_DATA: a fixed long lengthscale needs a small basis (HSGP), the
     # default prior (20-1000 m) needs more functions than data, so the exact route is used.
     assert build(450, bj.noise.Gaussian(0.1), lengthscale=300.0, amplitude=0.1).route == "hsgp"
@@ -502,7 +507,8 @@ def test_provenance_records_the_discrepancy_as_built():
     (entry,) = json.loads(problem._provenance(random_seed=1)["discrepancies"])
     assert entry["block"] == "terrain" and entry["modalities"] == ["a", "b"]
     assert entry["route"] == "hsgp" and entry["hsgp"]["coefficients"] == "marginalized"
-    assert entry["hsgp"]["m"] == gp.hsgp_settings["m"]
+    assert entry["hsgp"] == problem.discrepancy_blocks["terrain"].hsgp
+    assert entry["hsgp"]["m"][0] >= 8
     assert entry["lengthscale"] == gp.lengthscale.describe()
     assert entry["scales"]["a"] == 1.0 and entry["scales"]["b"].startswith("LogNormal")
     # Default priors are recorded as the priors actually used, not as None.
@@ -519,6 +525,58 @@ def test_provenance_records_the_discrepancy_as_built():
     (entry,) = json.loads(plain._provenance(random_seed=1)["discrepancies"])
     assert entry["lengthscale"].startswith("LogNormal")
     assert entry["amplitude"].startswith("HalfNormal") and entry["route"] == "exact"
+
+
+def test_shared_process_keeps_each_problems_route_and_basis():
+    # One GP declared once serves two problems: 50 data (exact route) and 450 data (above
+    # EXACT_MAX_DATA, and the fixed long lengthscale needs only a small basis: HSGP). Each
+    # problem's provenance records its own route and basis, before and after the other model is
+    # built, and building never writes onto the GP.
+    import json
+
+    from pymc.distributions.multivariate import MvNormalRV
+
+    gp = bj.discrepancy.GP(kernel="matern52", lengthscale=300.0, amplitude=0.1)
+    before = dict(gp.__dict__)
+    x = bj.Parameter("x", prior=bj.priors.Normal())
+
+    def problem(n):
+        coords = np.linspace(0.0, 1000.0, n)
+        lin = bj.physics.Linear(np.ones((n, 1)), "x")
+        term = gp.term(coords=coords)
+        mod = bj.Modality("g", lin, np.zeros(n), bj.noise.Gaussian(0.1), discrepancy=term)
+        return bj.JointInversion([x], [mod])
+
+    def recorded(p):
+        (entry,) = json.loads(p._provenance(random_seed=1)["discrepancies"])
+        return entry
+
+    small, large = problem(50), problem(450)
+    planned = recorded(small), recorded(large)  # decided per problem, before any model exists
+    small_model, large_model = small.model, large.model  # the larger one is built last
+    assert (recorded(small), recorded(large)) == planned
+    assert recorded(small)["route"] == "exact" and recorded(small)["hsgp"] == {}
+    hsgp = recorded(large)["hsgp"]
+    assert recorded(large)["route"] == "hsgp" and hsgp["coefficients"] == "marginalized"
+    assert hsgp["lengthscale_range"][0] == pytest.approx(300.0) and 0 < hsgp["m"][0] < 450
+    assert small.discrepancy_blocks["g"].route == "exact"
+    assert large.discrepancy_blocks["g"].hsgp == hsgp
+    # The models follow their own plans: a dense Gaussian block and the low-rank HSGP block.
+    assert isinstance(small_model["g"].owner.op, MvNormalRV)
+    assert not isinstance(large_model["g"].owner.op, MvNormalRV)
+    # The declaration is untouched (same attributes, same objects) and refuses changes.
+    assert gp.__dict__.keys() == before.keys()
+    assert all(gp.__dict__[k] is v for k, v in before.items())
+    assert not any(hasattr(gp, a) for a in ("route", "hsgp_settings", "resolved_hyperparameters"))
+    with pytest.raises(AttributeError, match="GP is a declaration"):
+        gp.lengthscale = 10.0
+    term = small.modalities["g"].discrepancy
+    with pytest.raises(AttributeError, match="DiscrepancyTerm is a declaration"):
+        term.scale = 2.0
+    # Coordinates are kept as a read-only copy; the caller's array stays writable.
+    user = np.linspace(0.0, 1.0, 5)
+    own = bj.discrepancy.GP(coords=user).coords
+    assert user.flags.writeable and not own.flags.writeable and not np.shares_memory(user, own)
 
 
 def test_logdet_and_quadratic_op():

@@ -26,7 +26,7 @@ from bayesjoint.observe import LowPass, lowpass_matrix
 from bayesjoint.physics.waveform import ShiftedWavelet, ricker
 from bayesjoint.validate import CUBIC_BASINS, cubic_log_density, cubic_problem, taylor_test
 
-# The posterior of bayesjoint.testing.cubic_problem: x ~ N(0.4, 1), x^3 - 3x observed as 0
+# The posterior of bayesjoint.validate.cubic_problem: x ~ N(0.4, 1), x^3 - 3x observed as 0
 # (sd 0.3). Three well-separated peaks near -sqrt(3), 0 and sqrt(3) (barriers > 20 nats at x = ±1).
 BASINS = CUBIC_BASINS
 SEED = 20261129

@@ -327,9 +327,11 @@ def test_shared_latent_pattern_reproduces_the_exact_posterior():
     # posterior of the equivalent linear problem within 4 MCSE (compare_with_exact).
     callables, linear_form = _pattern_problems()
     exact = linear_form.exact_posterior()
+    # 2 x 1000 draws: the split R-hat of 2 x 700 independent-like draws fluctuates past 1.01
     idata = callables.sample(
-        draws=700, tune=500, chains=2, cores=1, random_seed=SEED, progressbar=False
+        draws=1000, tune=500, chains=2, cores=1, random_seed=SEED, progressbar=False
     )
+    assert idata.posterior.attrs["route"] == "nuts"  # callables: not known to be linear
     assert compare_with_exact(callables, idata, exact).passed
     # Each modality alone knows less: the joint posterior sd is below both single-modality ones.
     for name in ("seismic", "gravity"):

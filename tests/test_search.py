@@ -17,7 +17,7 @@ from bayesjoint.inference.search import (
 )
 from bayesjoint.validate import CUBIC_BASINS, cubic_log_density, cubic_problem
 
-# The posterior of bayesjoint.testing.cubic_problem: x ~ N(0.4, 1), x^3 - 3x observed as 0 with
+# The posterior of bayesjoint.validate.cubic_problem: x ~ N(0.4, 1), x^3 - 3x observed as 0 with
 # sd 0.3; three peaks near 0 and ±sqrt(3), separated by barriers of > 20 nats at x = ±1.
 BASINS = CUBIC_BASINS
 exact_log_density = cubic_log_density  # closed form (scipy), independent of PyMC

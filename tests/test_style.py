@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-TARGETS = ["bayesjoint", "tests", "case_studies", "benchmarks"]
+TARGETS = ["bayesjoint", "tests", "case_studies", "benchmarks", "tools"]
 
 
 @pytest.fixture(scope="module")

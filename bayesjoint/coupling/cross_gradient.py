@@ -261,10 +261,10 @@ def prior_gradient_scale(field: LatentVariable) -> float:
     Parameters
     ----------
     field : bayesjoint.Field
-        A field on a 2-D or 3-D grid whose prior is Gaussian: :class:`~bayesjoint.priors.\
-GaussianField` (fixed or learned ``sigma``; for a learned one the scale per unit ``sigma`` is
-        returned) or any prior with a fixed Gaussian form (e.g. :class:`~bayesjoint.priors.Normal`,
-        for fields of at most 4096 cells).
+        A field on a 2-D or 3-D grid whose prior is Gaussian:
+        :class:`~bayesjoint.priors.GaussianField` (fixed or learned ``sigma``; for a learned one
+        the scale per unit ``sigma`` is returned) or any prior with a fixed Gaussian form (e.g.
+        :class:`~bayesjoint.priors.Normal`, for fields of at most 4096 cells).
 
     Returns
     -------

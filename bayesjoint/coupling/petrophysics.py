@@ -352,6 +352,47 @@ def _unwrap(fn: Callable[..., Any]) -> tuple[Callable[..., Any], tuple, dict]:
     return fn, args, keywords
 
 
+def _relation(owner: str, relation: str | Callable[..., Any]) -> Callable[..., Any]:
+    """Return the relation function: a name in ``RELATIONS`` or a callable."""
+    if isinstance(relation, str):
+        if relation not in RELATIONS:
+            raise ValueError(
+                f"{owner}: unknown relation {relation!r}; choose one of {sorted(RELATIONS)} "
+                "or pass a callable"
+            )
+        return RELATIONS[relation]
+    if callable(relation):
+        return relation
+    raise TypeError(
+        f"{owner}: relation must be a name in {sorted(RELATIONS)} or a callable, got "
+        f"{type(relation).__name__}"
+    )
+
+
+def _scatter(owner: str, scatter: Any) -> np.ndarray | Prior:
+    """Return the scatter sd of b about g(a): positive finite values, or a positive prior."""
+    if isinstance(scatter, Prior):
+        if not scatter.positive:
+            raise ValueError(
+                f"{owner}: a learned scatter needs a positive prior, e.g. "
+                f"bj.priors.HalfNormal(0.2); got {scatter!r}"
+            )
+        return scatter
+    try:
+        arr = np.asarray(scatter, dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"{owner}: scatter must be a positive number, an array or a positive prior, "
+            f"got {type(scatter).__name__}"
+        ) from None
+    if arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise ValueError(
+            f"{owner}: scatter must be positive and finite (the sd of b about g(a)), "
+            f"got {scatter!r}"
+        )
+    return arr
+
+
 class Petrophysical(Coupling):
     r"""Soft petrophysical link ``b ≈ g(a)`` between latent properties.
 
@@ -447,20 +488,7 @@ class Petrophysical(Coupling):
         self.name = check_name(name if name is not None else f"petrophysics_{b}", "Petrophysical")
         owner = f"Petrophysical {self.name!r}"
         self.parameters = dict(parameters or {})
-        if isinstance(relation, str):
-            if relation not in RELATIONS:
-                raise ValueError(
-                    f"{owner}: unknown relation {relation!r}; choose one of {sorted(RELATIONS)} "
-                    "or pass a callable"
-                )
-            fn = RELATIONS[relation]
-        elif callable(relation):
-            fn = relation
-        else:
-            raise TypeError(
-                f"{owner}: relation must be a name in {sorted(RELATIONS)} or a callable, got "
-                f"{type(relation).__name__}"
-            )
+        fn = _relation(owner, relation)
         self._base, bound_args, bound_kw = _unwrap(fn)
         self._check_parameters(owner, fn, {**bound_kw, **self.parameters})
         self.relation: Callable[..., Any] = functools.partial(fn, **self.parameters)
@@ -481,28 +509,7 @@ class Petrophysical(Coupling):
                 f"{owner}: log_latent names {stray} are not among the linked variables "
                 f"{self.inputs}"
             )
-        self.scatter: np.ndarray | Prior
-        if isinstance(scatter, Prior):
-            if not scatter.positive:
-                raise ValueError(
-                    f"{owner}: a learned scatter needs a positive prior, e.g. "
-                    f"bj.priors.HalfNormal(0.2); got {scatter!r}"
-                )
-            self.scatter = scatter
-        else:
-            try:
-                arr = np.asarray(scatter, dtype=float)
-            except (TypeError, ValueError):
-                raise TypeError(
-                    f"{owner}: scatter must be a positive number, an array or a positive prior, "
-                    f"got {type(scatter).__name__}"
-                ) from None
-            if arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
-                raise ValueError(
-                    f"{owner}: scatter must be positive and finite (the sd of b about g(a)), "
-                    f"got {scatter!r}"
-                )
-            self.scatter = arr
+        self.scatter: np.ndarray | Prior = _scatter(owner, scatter)
 
     @staticmethod
     def _check_parameters(owner: str, fn: Callable[..., Any], params: Mapping[str, Any]) -> None:

@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bayesjoint._random import run_seed
 from bayesjoint.diagnostics.convergence import Thresholds, _check
-from bayesjoint.diagnostics.labels import _SAMPLE_DIMS, _quiet, _run_seed
+from bayesjoint.diagnostics.labels import _SAMPLE_DIMS, _quiet
 from bayesjoint.diagnostics.progress import _Progress
 
 __all__ = [
@@ -159,100 +160,138 @@ def _modality_section(
     bar: _Progress,
     random_seed: int | None,
 ) -> tuple[pd.DataFrame, dict, dict]:
+    """Run the per-modality checks of :func:`diagnose`: PSIS-LOO, then the data fit.
+
+    Appends to ``checks`` and ``notes``; returns the modality table, the LOO results and the
+    posterior-predictive checks.
+    """
     rows = {n: {"modality": n} for n in names}
     loo: dict[str, Any] = {}
-    n_draws = int(idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"])
-    limit = thr.good_k(n_draws)
     if "log_likelihood" in idata.groups():
-        for name in names:
-            bar.step(f"PSIS-LOO {name}")
-            if name not in idata.log_likelihood:
-                notes.append(f"no log-likelihood for modality {name!r}")
-                continue
-            res = loo_per_modality(idata, [name])[name]
-            loo[name] = res
-            k = np.asarray(res.pareto_k.values, float)
-            n_bad = int(np.sum(k > limit))
-            rows[name].update(
-                {
-                    "elpd_loo": float(res.elpd_loo),
-                    "elpd_loo_se": float(res.se),
-                    "p_loo": float(res.p_loo),
-                    "pareto_k_max": float(np.max(k)),
-                    "n_pareto_k_bad": n_bad,
-                    "n_data": int(k.size),
-                }
-            )
-            checks.append(
-                _check(
-                    "Pareto k",
-                    name,
-                    "warn" if n_bad else "ok",
-                    float(np.max(k)),
-                    f"<= {limit:.2f}",
-                    f"{name}: {n_bad} of {k.size} data have Pareto k > {limit:.2f} (max "
-                    f"{np.max(k):.2f}); their PSIS-LOO terms are unreliable (influential data, "
-                    "or a misfit)"
-                    if n_bad
-                    else f"{name}: all Pareto k <= {limit:.2f}",
-                )
-            )
+        loo = _loo_section(idata, names, thr, rows, checks, notes, bar)
     else:
         notes.append("no log_likelihood group: PSIS-LOO per modality not computed")
     bar.step("posterior predictive")
-    pp_source = idata
-    have_pp = "posterior_predictive" in idata.groups() and all(
-        n in idata.posterior_predictive for n in names
-    )
-    if not have_pp and problem is not None:
-        seed = random_seed if random_seed is not None else _run_seed(idata)
-        pp_source = problem.sample_posterior_predictive(
-            idata, extend_inferencedata=False, random_seed=seed
-        )
-        if "observed_data" not in pp_source.groups():
-            pp_source.add_groups({"observed_data": idata.observed_data})
-        have_pp = True
+    pp_source = _predictive_source(idata, problem, names, random_seed)
     predictive: dict[str, dict] = {}
-    if have_pp and "observed_data" in pp_source.groups():
+    if pp_source is not None and "observed_data" in pp_source.groups():
         predictive = posterior_predictive_checks(pp_source, names)
         for name, res in predictive.items():
-            n = res["n_data"]
-            low = 0.9 - thr.coverage_sigmas * math.sqrt(0.09 / n)
-            rms_limit = 1.0 + thr.coverage_sigmas * math.sqrt(2.0 / n)
-            rows[name].update(
-                {
-                    "coverage90": res["coverage90"],
-                    "rms_residual": res["rms_residual"],
-                    "max_abs_residual": res["max_abs_residual"],
-                }
-            )
-            rows[name].setdefault("n_data", n)
-            bad = res["coverage90"] < low or res["rms_residual"] > rms_limit
-            checks.append(
-                _check(
-                    "data fit",
-                    name,
-                    "warn" if bad else "ok",
-                    res["coverage90"],
-                    f"coverage >= {low:.2f}, rms z <= {rms_limit:.2f}",
-                    f"{name}: {res['coverage90']:.0%} of {n} data inside their 90 % predictive "
-                    f"intervals, rms standardized residual {res['rms_residual']:.2f}"
-                    + (" — the modality is not fitted" if bad else ""),
-                )
-            )
+            checks.append(_data_fit_check(name, res, thr, rows[name]))
     else:
         notes.append(
             "no posterior_predictive group: coverage and standardized residuals not computed "
             "(run problem.sample_posterior_predictive(idata) before saving, or pass problem=)"
         )
     df = pd.DataFrame(list(rows.values())).set_index("modality")
-    statuses = []
-    for name in df.index:
-        mine = [c for c in checks if c["scope"] == name and c["check"] in ("Pareto k", "data fit")]
-        statuses.append(
-            "warn: " + ", ".join(c["check"] for c in mine if c["status"] == "warn")
-            if any(c["status"] == "warn" for c in mine)
-            else "ok"
-        )
-    df["status"] = statuses
+    df["status"] = [_modality_status(name, checks) for name in df.index]
     return df, loo, predictive
+
+
+def _loo_section(
+    idata: Any,
+    names: list[str],
+    thr: Thresholds,
+    rows: dict[str, dict],
+    checks: list[dict],
+    notes: list[str],
+    bar: _Progress,
+) -> dict[str, Any]:
+    """PSIS-LOO of each modality with its Pareto-k check; fills ``rows``, returns the LOO."""
+    loo: dict[str, Any] = {}
+    n_draws = int(idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"])
+    limit = thr.good_k(n_draws)
+    for name in names:
+        bar.step(f"PSIS-LOO {name}")
+        if name not in idata.log_likelihood:
+            notes.append(f"no log-likelihood for modality {name!r}")
+            continue
+        res = loo_per_modality(idata, [name])[name]
+        loo[name] = res
+        k = np.asarray(res.pareto_k.values, float)
+        n_bad = int(np.sum(k > limit))
+        rows[name].update(
+            {
+                "elpd_loo": float(res.elpd_loo),
+                "elpd_loo_se": float(res.se),
+                "p_loo": float(res.p_loo),
+                "pareto_k_max": float(np.max(k)),
+                "n_pareto_k_bad": n_bad,
+                "n_data": int(k.size),
+            }
+        )
+        checks.append(
+            _check(
+                "Pareto k",
+                name,
+                "warn" if n_bad else "ok",
+                float(np.max(k)),
+                f"<= {limit:.2f}",
+                f"{name}: {n_bad} of {k.size} data have Pareto k > {limit:.2f} (max "
+                f"{np.max(k):.2f}); their PSIS-LOO terms are unreliable (influential data, "
+                "or a misfit)"
+                if n_bad
+                else f"{name}: all Pareto k <= {limit:.2f}",
+            )
+        )
+    return loo
+
+
+def _predictive_source(
+    idata: Any, problem: Any, names: list[str], random_seed: int | None
+) -> Any | None:
+    """Return the InferenceData holding posterior-predictive draws of every modality, or None.
+
+    ``idata`` itself when it has them; otherwise draws simulated from ``problem`` (seeded by
+    ``random_seed`` or the run's own seed); None without a problem.
+    """
+    have_pp = "posterior_predictive" in idata.groups() and all(
+        n in idata.posterior_predictive for n in names
+    )
+    if have_pp:
+        return idata
+    if problem is None:
+        return None
+    pp_source = problem.sample_posterior_predictive(
+        idata, extend_inferencedata=False, random_seed=run_seed(idata, random_seed)
+    )
+    if "observed_data" not in pp_source.groups():
+        pp_source.add_groups({"observed_data": idata.observed_data})
+    return pp_source
+
+
+def _data_fit_check(name: str, res: dict[str, Any], thr: Thresholds, row: dict) -> dict:
+    """Return the data-fit check of one modality (coverage and rms residual); fills ``row``.
+
+    The modality warns when its 90 % coverage falls below ``0.9 − c √(0.09/n)`` or its rms
+    standardized residual exceeds ``1 + c √(2/n)``, ``c = thr.coverage_sigmas``.
+    """
+    n = res["n_data"]
+    low = 0.9 - thr.coverage_sigmas * math.sqrt(0.09 / n)
+    rms_limit = 1.0 + thr.coverage_sigmas * math.sqrt(2.0 / n)
+    row.update(
+        {
+            "coverage90": res["coverage90"],
+            "rms_residual": res["rms_residual"],
+            "max_abs_residual": res["max_abs_residual"],
+        }
+    )
+    row.setdefault("n_data", n)
+    bad = res["coverage90"] < low or res["rms_residual"] > rms_limit
+    return _check(
+        "data fit",
+        name,
+        "warn" if bad else "ok",
+        res["coverage90"],
+        f"coverage >= {low:.2f}, rms z <= {rms_limit:.2f}",
+        f"{name}: {res['coverage90']:.0%} of {n} data inside their 90 % predictive "
+        f"intervals, rms standardized residual {res['rms_residual']:.2f}"
+        + (" — the modality is not fitted" if bad else ""),
+    )
+
+
+def _modality_status(name: str, checks: list[dict]) -> str:
+    """Return ``'ok'`` or ``'warn: <checks>'`` from the modality's Pareto-k and data-fit checks."""
+    mine = [c for c in checks if c["scope"] == name and c["check"] in ("Pareto k", "data fit")]
+    warned = [c["check"] for c in mine if c["status"] == "warn"]
+    return "warn: " + ", ".join(warned) if warned else "ok"

@@ -29,6 +29,12 @@ from bayesjoint.diagnostics.labels import (
     modality_names,
 )
 from bayesjoint.diagnostics.progress import _Progress
+from bayesjoint.linear import (
+    LinearGaussianSystem,
+    linear_gaussian_system,
+    noise_covariance,
+    prediction_function,
+)
 
 __all__ = [
     "ConflictResult",
@@ -132,54 +138,41 @@ def _satterthwaite(e: np.ndarray, cov: np.ndarray) -> tuple[float, float, float]
 
 
 def _noise_cov(mod: Any, idata: Any) -> np.ndarray:
-    from bayesjoint.linearize import noise_factor
-
-    factor = noise_factor(mod, idata)
-    return np.diag(factor**2) if factor.ndim == 1 else factor @ factor.T
+    """Return the modality's noise covariance (learned parts at their posterior means)."""
+    return noise_covariance(mod, idata)
 
 
 def _predictions(problem: Any, name: str, draws: np.ndarray) -> np.ndarray:
-    from bayesjoint.linearize import prediction_function
-
     f = prediction_function(problem, name)
     return np.stack([f(m) for m in draws])
 
 
-def _exact_conflict(
-    problem: Any, exclude: Sequence[str] = ()
-) -> tuple[list[dict], np.ndarray, np.ndarray]:
-    from bayesjoint.linear import LinearGaussianSystem
+def _exact_system(problem: Any, method: str) -> LinearGaussianSystem | None:
+    """Return the problem's exact linear-Gaussian system, or None where it has none."""
+    if problem is None or method not in ("auto", "exact"):
+        return None
+    try:
+        return linear_gaussian_system(problem)
+    except ValueError as err:
+        if method == "exact":
+            raise ValueError(f"method='exact' needs a linear-Gaussian problem: {err}") from None
+        return None
 
-    system = problem.linear_gaussian_system()
-    if exclude:
-        keep = [j for j, n in enumerate(system.modalities) if n not in exclude]
-        system = LinearGaussianSystem(
-            labels=system.labels,
-            latent_of=system.latent_of,
-            prior_mean=system.prior_mean,
-            prior_factor=system.prior_factor,
-            modalities=[system.modalities[j] for j in keep],
-            operators=[system.operators[j] for j in keep],
-            residuals=[system.residuals[j] for j in keep],
-        )
+
+def _exact_conflict(
+    problem: Any, system: LinearGaussianSystem, exclude: Sequence[str] = ()
+) -> tuple[list[dict], np.ndarray, np.ndarray]:
+    """Return the exact rows and shifts of every modality left out of ``system`` in turn."""
+    system = system.without(exclude)
     full = system.posterior()
     mean_all, sd_all = full["mean"].values, full["sd"].values
     rows, shifts = [], []
     for k, name in enumerate(system.modalities):
         if name not in problem.modalities:
-            continue  # a coupling's Gaussian factor, not a modality
-        keep = [j for j in range(len(system.modalities)) if j != k]
-        sub = LinearGaussianSystem(
-            labels=system.labels,
-            latent_of=system.latent_of,
-            prior_mean=system.prior_mean,
-            prior_factor=system.prior_factor,
-            modalities=[system.modalities[j] for j in keep],
-            operators=[system.operators[j] for j in keep],
-            residuals=[system.residuals[j] for j in keep],
-        )
-        post = sub.posterior()
+            continue  # a coupling's Gaussian factor or a shared discrepancy block
+        post = system.without([name]).posterior(cov=True)
         mean_k, cov_k, sd_k = post["mean"].values, post["cov"].values, post["sd"].values
+        # Predictive test of the whitened data: innovation e, covariance G C₋ₖ Gᵀ + I.
         g, r = system.operators[k], system.residuals[k]
         e = r - g @ mean_k
         s = g @ cov_k @ g.T + np.eye(e.size)
@@ -255,10 +248,12 @@ def modality_conflict(
     ``e = d_k − E[f_k(m) | d_{−k}]`` with covariance ``S = Cov[f_k(m) | d_{−k}] + Σ_k``:
 
     - exact (linear-Gaussian): ``χ² = eᵀ S⁻¹ e`` is χ² with ``m_k`` degrees of freedom when all
-      data share one truth;
+      data share one truth; the posterior without ``k`` is that of the problem's
+      :class:`~bayesjoint.linear.LinearGaussianSystem` without the block;
     - from draws (importance or refit): ``T = Σ_i e_i² / S_ii`` against a scaled χ² with
       matched first two moments (Box 1954, Ann. Math. Stat. 25, 290), robust to the noise of a
-      covariance estimated from draws. Without the problem, ``S`` comes from the
+      covariance estimated from draws. ``Σ_k`` is the noise covariance the noise model gives
+      (:func:`bayesjoint.linear.noise_covariance`). Without the problem, ``S`` comes from the
       ``posterior_predictive`` group; without either, only the shifts are reported.
 
     The posterior without ``k`` is obtained by Pareto-smoothed importance sampling of the joint
@@ -287,16 +282,9 @@ def modality_conflict(
         raise ValueError(f"method={method!r}; choose 'auto', 'exact', 'importance' or 'refit'")
     if idata is None and problem is None:
         raise ValueError("give idata (posterior draws) and/or problem")
-    exact_ok = False
-    if problem is not None and method in ("auto", "exact"):
-        try:
-            problem.linear_gaussian_system()
-            exact_ok = True
-        except ValueError as err:
-            if method == "exact":
-                raise ValueError(f"method='exact' needs a linear-Gaussian problem: {err}") from None
-    if exact_ok:
-        rows, shift_arr, labels = _exact_conflict(problem)
+    system = _exact_system(problem, method)
+    if system is not None:
+        rows, shift_arr, labels = _exact_conflict(problem, system)
         names = [r["modality"] for r in rows]
     else:
         if idata is None or "log_likelihood" not in idata.groups():
@@ -315,64 +303,87 @@ def modality_conflict(
             random_seed=random_seed,
         )
     table = pd.DataFrame(rows).set_index("modality") if rows else pd.DataFrame()
-    named: list[str] = []
-    tension: list[str] = []
+    named, tension = _verdicts(table, alpha, names, problem, system)
     if len(table):
-        k_tested = int(table["p_value"].notna().sum())
-        level = alpha / max(k_tested, 1)
-        flagged = _flagged(table, level)
-        if exact_ok:
-            # Name the most surprising modality, leave it out, test the rest again; repeat while
-            # three or more remain (with two, a disagreement cannot be pinned on either).
-            current, remaining = table, list(table.index)
-            while flagged and len(remaining) >= 3:
-                worst = _most_surprising(current, flagged)
-                named.append(worst)
-                remaining.remove(worst)
-                current = pd.DataFrame(_exact_conflict(problem, exclude=named)[0]).set_index(
-                    "modality"
-                )
-                flagged = _flagged(current, level)
-            tension = list(flagged)
-        elif flagged:
-            if len(flagged) == 1 or len(names) >= 3:
-                named = [_most_surprising(table, flagged)]
-            tension = [n for n in flagged if n not in named]
-            if len(names) == 2:
-                named, tension = [], list(flagged)
-        statuses = []
-        for name in table.index:
-            row = table.loc[name]
-            if row["method"] == "unavailable":
-                statuses.append("unreliable")
-            elif not np.isfinite(row["p_value"]):
-                statuses.append("n/a")
-            elif name in named:
-                statuses.append("conflict")
-            elif name in tension:
-                statuses.append("tension")
-            else:
-                statuses.append("ok")
-        table["status"] = statuses
-    conflicting = named[0] if named else None
-    message = _conflict_message(table, named, tension, alpha, len(names), retested=exact_ok)
-    shifts = None
-    if shift_arr is not None and len(shift_arr):
-        shifts = xr.DataArray(
-            np.asarray(shift_arr, float),
-            dims=("modality", "parameter"),
-            coords={"modality": names, "parameter": list(labels)},
-            name="shift",
-            attrs={"units": "posterior sd (without the modality)"},
-        )
+        table["status"] = _statuses(table, named, tension)
     return ConflictResult(
         table=table,
-        shifts=shifts,
-        conflicting=conflicting,
-        message=message,
+        shifts=_shift_array(shift_arr, names, labels),
+        conflicting=named[0] if named else None,
+        message=_conflict_message(
+            table, named, tension, alpha, len(names), retested=system is not None
+        ),
         alpha=alpha,
         named=named,
         tension=tension,
+    )
+
+
+def _verdicts(
+    table: pd.DataFrame,
+    alpha: float,
+    names: Sequence[str],
+    problem: Any,
+    system: LinearGaussianSystem | None,
+) -> tuple[list[str], list[str]]:
+    """Return ``(named, tension)``: modalities in conflict, and those that cannot be told apart.
+
+    Exact path: name the most surprising modality, leave it out, test the rest again; repeat
+    while three or more remain (with two, a disagreement cannot be pinned on either). From
+    draws: name the most surprising one once (no refit without it).
+    """
+    if not len(table):
+        return [], []
+    level = alpha / max(int(table["p_value"].notna().sum()), 1)
+    flagged = _flagged(table, level)
+    named: list[str] = []
+    if system is not None:
+        current, remaining = table, list(table.index)
+        while flagged and len(remaining) >= 3:
+            worst = _most_surprising(current, flagged)
+            named.append(worst)
+            remaining.remove(worst)
+            rows = _exact_conflict(problem, system, exclude=named)[0]
+            current = pd.DataFrame(rows).set_index("modality")
+            flagged = _flagged(current, level)
+        return named, list(flagged)
+    if not flagged:
+        return [], []
+    if len(names) == 2:
+        return [], list(flagged)
+    if len(flagged) == 1 or len(names) >= 3:
+        named = [_most_surprising(table, flagged)]
+    return named, [n for n in flagged if n not in named]
+
+
+def _statuses(table: pd.DataFrame, named: Sequence[str], tension: Sequence[str]) -> list[str]:
+    """Return the status of each modality of ``table`` (in its order)."""
+    statuses = []
+    for name in table.index:
+        row = table.loc[name]
+        if row["method"] == "unavailable":
+            statuses.append("unreliable")
+        elif not np.isfinite(row["p_value"]):
+            statuses.append("n/a")
+        elif name in named:
+            statuses.append("conflict")
+        elif name in tension:
+            statuses.append("tension")
+        else:
+            statuses.append("ok")
+    return statuses
+
+
+def _shift_array(shifts: Any, names: Sequence[str], labels: Sequence[str]) -> xr.DataArray | None:
+    """Return the shifts as a DataArray on ``(modality, parameter)``, or None without any."""
+    if shifts is None or not len(shifts):
+        return None
+    return xr.DataArray(
+        np.asarray(shifts, float),
+        dims=("modality", "parameter"),
+        coords={"modality": list(names), "parameter": list(labels)},
+        name="shift",
+        attrs={"units": "posterior sd (without the modality)"},
     )
 
 

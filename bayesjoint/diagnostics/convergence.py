@@ -143,72 +143,92 @@ def convergence_table(
     mods = modality_names(idata)
     with _quiet():
         subset = post[names]
-        rhat = az.rhat(subset)
-        ess_bulk = az.ess(subset, method="bulk")
-        ess_tail = az.ess(subset, method="tail")
-        mcse_mean = az.mcse(subset, method="mean")
-        mcse_sd = _mcse_sd(subset)
+        stats = {
+            "rhat": az.rhat(subset),
+            "ess_bulk": az.ess(subset, method="bulk"),
+            "ess_tail": az.ess(subset, method="tail"),
+            "mcse_mean": az.mcse(subset, method="mean"),
+            "mcse_sd": _mcse_sd(subset),
+        }
     rows, elements = [], []
     for name in names:
-        da = post[name]
-        values = _flat(da)
-        mean = values.mean(axis=(0, 1))
-        sd = values.std(axis=(0, 1), ddof=1) if values.shape[0] * values.shape[1] > 1 else mean * 0
-        per = {
-            "rhat": np.asarray(rhat[name].values, float).ravel(),
-            "ess_bulk": np.asarray(ess_bulk[name].values, float).ravel(),
-            "ess_tail": np.asarray(ess_tail[name].values, float).ravel(),
-            "mcse_mean": np.asarray(mcse_mean[name].values, float).ravel(),
-            "mcse_sd": np.asarray(mcse_sd[name].values, float).ravel(),
-        }
-        constant = ~(sd > 0)
-        for key in per:
-            per[key] = np.where(constant, np.nan, per[key])
-        labels = _element_labels(da)
+        per, mean, sd, constant = _element_stats(post[name], {k: v[name] for k, v in stats.items()})
+        labels = _element_labels(post[name])
         for i, label in enumerate(labels):
             elements.append(
                 {"label": label, "variable": name, "mean": mean[i], "sd": sd[i]}
                 | {k: v[i] for k, v in per.items()}
             )
-        with _quiet():
-            ratio = np.where(constant, np.nan, per["mcse_mean"] / np.where(constant, 1.0, sd))
-            row = {
-                "variable": name,
-                "size": len(labels),
-                "rhat_max": np.nanmax(per["rhat"]) if not constant.all() else np.nan,
-                "ess_bulk_min": np.nanmin(per["ess_bulk"]) if not constant.all() else np.nan,
-                "ess_tail_min": np.nanmin(per["ess_tail"]) if not constant.all() else np.nan,
-                "mcse_mean_max": np.nanmax(per["mcse_mean"]) if not constant.all() else np.nan,
-                "mcse_sd_max": np.nanmax(per["mcse_sd"]) if not constant.all() else np.nan,
-                "mcse_over_sd_max": np.nanmax(ratio) if not constant.all() else np.nan,
-            }
+        row = {"variable": name, "size": len(labels)} | _worst(per, sd, constant)
         row["group"], row["role"] = _role(name, latent, mods)
-        bad = []
-        if row["rhat_max"] > thr.rhat:
-            bad.append("R-hat")
-        if row["ess_bulk_min"] < thr.ess_bulk or row["ess_tail_min"] < thr.ess_tail:
-            bad.append("ESS")
-        if thr.mcse_over_sd is not None and row["mcse_over_sd_max"] > thr.mcse_over_sd:
-            bad.append("MCSE")
-        row["status"] = "ok" if not bad else "fail: " + ", ".join(bad)
+        row["status"] = _status(row, thr)
         rows.append(row)
-    columns = [
-        "group",
-        "role",
-        "size",
-        "rhat_max",
-        "ess_bulk_min",
-        "ess_tail_min",
-        "mcse_mean_max",
-        "mcse_sd_max",
-        "mcse_over_sd_max",
-        "status",
-    ]
-    table = pd.DataFrame(rows).set_index("variable")[columns]
+    table = pd.DataFrame(rows).set_index("variable")[_TABLE_COLUMNS]
     order = {g: i for i, g in enumerate(dict.fromkeys([*latent, *table["group"]]))}
     table = table.iloc[sorted(range(len(table)), key=lambda i: (order[table["group"].iloc[i]], i))]
     element_table = pd.DataFrame(elements).set_index("label")
     return table, element_table
+
+
+_TABLE_COLUMNS = [
+    "group",
+    "role",
+    "size",
+    "rhat_max",
+    "ess_bulk_min",
+    "ess_tail_min",
+    "mcse_mean_max",
+    "mcse_sd_max",
+    "mcse_over_sd_max",
+    "status",
+]
+
+
+def _element_stats(
+    da: xr.DataArray, stats: dict[str, xr.DataArray]
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    """Return per element of one variable its statistics, mean, sd and constancy (C order).
+
+    ``stats`` maps ``rhat``, ``ess_bulk``, ``ess_tail``, ``mcse_mean``, ``mcse_sd`` to the
+    variable's ArviZ results; elements constant across draws get NaN statistics.
+    """
+    values = _flat(da)
+    mean = values.mean(axis=(0, 1))
+    sd = values.std(axis=(0, 1), ddof=1) if values.shape[0] * values.shape[1] > 1 else mean * 0
+    constant = ~(sd > 0)
+    per = {
+        key: np.where(constant, np.nan, np.asarray(value.values, float).ravel())
+        for key, value in stats.items()
+    }
+    return per, mean, sd, constant
+
+
+def _worst(per: dict[str, np.ndarray], sd: np.ndarray, constant: np.ndarray) -> dict[str, float]:
+    """Return the worst R-hat, ESS and MCSE over a variable's elements (NaN if all constant)."""
+    everywhere = constant.all()
+    with _quiet():
+        ratio = np.where(constant, np.nan, per["mcse_mean"] / np.where(constant, 1.0, sd))
+        worst = {
+            "rhat_max": (np.nanmax, per["rhat"]),
+            "ess_bulk_min": (np.nanmin, per["ess_bulk"]),
+            "ess_tail_min": (np.nanmin, per["ess_tail"]),
+            "mcse_mean_max": (np.nanmax, per["mcse_mean"]),
+            "mcse_sd_max": (np.nanmax, per["mcse_sd"]),
+            "mcse_over_sd_max": (np.nanmax, ratio),
+        }
+        return {k: fn(v) if not everywhere else np.nan for k, (fn, v) in worst.items()}
+
+
+def _status(row: dict[str, Any], thr: Thresholds) -> str:
+    """Return ``'ok'`` or ``'fail: R-hat, ESS, MCSE'`` (the failed limits) for a variable."""
+    bad = []
+    if row["rhat_max"] > thr.rhat:
+        bad.append("R-hat")
+    if row["ess_bulk_min"] < thr.ess_bulk or row["ess_tail_min"] < thr.ess_tail:
+        bad.append("ESS")
+    if thr.mcse_over_sd is not None and row["mcse_over_sd_max"] > thr.mcse_over_sd:
+        bad.append("MCSE")
+    return "ok" if not bad else "fail: " + ", ".join(bad)
 
 
 def _mcse_sd(post: xr.Dataset) -> xr.Dataset:
@@ -246,67 +266,74 @@ def _sampler_stats(idata: Any, thr: Thresholds) -> tuple[dict[str, Any], list[di
         return facts, checks
     ss = idata.sample_stats
     if "diverging" in ss:
-        n_div = int(np.asarray(ss["diverging"].values).sum())
-        facts["divergences"] = n_div
-        status = "fail" if n_div > thr.divergences else "ok"
-        total = facts["chains"] * facts["draws"]
-        checks.append(
-            _check(
-                "divergences",
-                "run",
-                status,
-                n_div,
-                f"<= {thr.divergences}",
-                f"{n_div} divergent transition(s) in {total} draws"
-                + (
-                    ": the sampler missed part of the posterior; raise target_accept or "
-                    "reparameterize"
-                    if status == "fail"
-                    else ""
-                ),
-            )
-        )
+        checks.append(_divergence_check(ss, facts, thr))
     if "energy" in ss:
-        with _quiet():
-            bfmi = np.atleast_1d(np.asarray(az.bfmi(idata), float))
-        facts["ebfmi"] = bfmi.tolist()
-        low = np.flatnonzero(bfmi < thr.ebfmi)
-        checks.append(
-            _check(
-                "E-BFMI",
-                "run",
-                "fail" if low.size else "ok",
-                float(np.min(bfmi)),
-                f">= {thr.ebfmi}",
-                f"E-BFMI min {np.min(bfmi):.2f}"
-                + (
-                    f" (chains {low.tolist()} below {thr.ebfmi}: heavy-tailed energy, poor "
-                    "exploration)"
-                    if low.size
-                    else ""
-                ),
-            )
-        )
+        checks.append(_ebfmi_check(idata, facts, thr))
     hit = None
     if "reached_max_treedepth" in ss:
         hit = np.asarray(ss["reached_max_treedepth"].values, bool)
     elif "tree_depth" in ss and "max_treedepth" in ss.attrs:
         hit = np.asarray(ss["tree_depth"].values) >= int(ss.attrs["max_treedepth"])
     if hit is not None:
-        frac = float(hit.mean()) if hit.size else 0.0
-        facts["treedepth_fraction"] = frac
-        checks.append(
-            _check(
-                "tree depth",
-                "run",
-                "warn" if frac > thr.treedepth_fraction else "ok",
-                frac,
-                f"<= {thr.treedepth_fraction:g}",
-                f"{int(hit.sum())} of {hit.size} draws hit the maximum tree depth"
-                + (" (inefficient: raise max_treedepth or reparameterize)" if hit.any() else ""),
-            )
-        )
+        checks.append(_treedepth_check(hit, facts, thr))
     return facts, checks
+
+
+def _divergence_check(ss: xr.Dataset, facts: dict[str, Any], thr: Thresholds) -> dict[str, Any]:
+    """Count the divergent transitions into ``facts``; return their check."""
+    n_div = int(np.asarray(ss["diverging"].values).sum())
+    facts["divergences"] = n_div
+    status = "fail" if n_div > thr.divergences else "ok"
+    total = facts["chains"] * facts["draws"]
+    return _check(
+        "divergences",
+        "run",
+        status,
+        n_div,
+        f"<= {thr.divergences}",
+        f"{n_div} divergent transition(s) in {total} draws"
+        + (
+            ": the sampler missed part of the posterior; raise target_accept or reparameterize"
+            if status == "fail"
+            else ""
+        ),
+    )
+
+
+def _ebfmi_check(idata: Any, facts: dict[str, Any], thr: Thresholds) -> dict[str, Any]:
+    """Put the E-BFMI per chain into ``facts``; return its check (the lowest chain)."""
+    with _quiet():
+        bfmi = np.atleast_1d(np.asarray(az.bfmi(idata), float))
+    facts["ebfmi"] = bfmi.tolist()
+    low = np.flatnonzero(bfmi < thr.ebfmi)
+    return _check(
+        "E-BFMI",
+        "run",
+        "fail" if low.size else "ok",
+        float(np.min(bfmi)),
+        f">= {thr.ebfmi}",
+        f"E-BFMI min {np.min(bfmi):.2f}"
+        + (
+            f" (chains {low.tolist()} below {thr.ebfmi}: heavy-tailed energy, poor exploration)"
+            if low.size
+            else ""
+        ),
+    )
+
+
+def _treedepth_check(hit: np.ndarray, facts: dict[str, Any], thr: Thresholds) -> dict[str, Any]:
+    """Put the fraction of draws at the maximum tree depth into ``facts``; return its check."""
+    frac = float(hit.mean()) if hit.size else 0.0
+    facts["treedepth_fraction"] = frac
+    return _check(
+        "tree depth",
+        "run",
+        "warn" if frac > thr.treedepth_fraction else "ok",
+        frac,
+        f"<= {thr.treedepth_fraction:g}",
+        f"{int(hit.sum())} of {hit.size} draws hit the maximum tree depth"
+        + (" (inefficient: raise max_treedepth or reparameterize)" if hit.any() else ""),
+    )
 
 
 def _check(

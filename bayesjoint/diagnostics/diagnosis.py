@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from bayesjoint._random import run_seed
 from bayesjoint.diagnostics.checks import _modality_section
 from bayesjoint.diagnostics.conflict import ConflictResult, modality_conflict
 from bayesjoint.diagnostics.convergence import (
@@ -18,7 +19,7 @@ from bayesjoint.diagnostics.convergence import (
     _sampler_stats,
     convergence_table,
 )
-from bayesjoint.diagnostics.labels import _load_if_path, _run_seed, latent_info, modality_names
+from bayesjoint.diagnostics.labels import _load_if_path, latent_info, modality_names
 from bayesjoint.diagnostics.modes import detect_modes
 from bayesjoint.diagnostics.progress import _Progress
 from bayesjoint.diagnostics.tables import (
@@ -273,15 +274,7 @@ def diagnose(
     >>> result.verdict, result.reasons[0].split(":")[0]
     ('fail', 'x')
     """
-    thr = thresholds or Thresholds()
-    if overrides:
-        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(Thresholds)})
-        if unknown:
-            raise TypeError(
-                f"diagnose got unknown keyword(s) {unknown}; thresholds are "
-                f"{[f.name for f in dataclasses.fields(Thresholds)]}"
-            )
-        thr = dataclasses.replace(thr, **overrides)
+    thr = _thresholds(thresholds, overrides)
     idata = _load_if_path(idata)
     if "posterior" not in idata.groups():
         raise ValueError("the InferenceData has no posterior group; nothing to diagnose")
@@ -294,90 +287,33 @@ def diagnose(
     try:
         bar.step("convergence")
         table, elements = convergence_table(idata, var_names, thr)
-        for var, row in table.iterrows():
-            if row["status"] != "ok":
-                checks.append(
-                    _check(
-                        "convergence",
-                        str(var),
-                        "fail",
-                        row["rhat_max"],
-                        f"R-hat <= {thr.rhat:g}, ESS >= {thr.ess_bulk:g}",
-                        _convergence_message(str(var), row, thr),
-                    )
-                )
-        if not any(c["check"] == "convergence" for c in checks):
-            checks.append(
-                _check(
-                    "convergence",
-                    "all variables",
-                    "ok",
-                    float(table["rhat_max"].max()),
-                    f"R-hat <= {thr.rhat:g}, ESS >= {thr.ess_bulk:g}",
-                    f"max R-hat {table['rhat_max'].max():.3f}, min ESS bulk "
-                    f"{table['ess_bulk_min'].min():.0f}, tail {table['ess_tail_min'].min():.0f}",
-                )
-            )
+        checks += _convergence_checks(table, thr)
         bar.step("sampler")
         sampler, sampler_checks = _sampler_stats(idata, thr)
         checks += sampler_checks
         checks.append(
             _multimodality(idata, [n for n in latent_info(idata) if n in idata.posterior] or None)
         )
-        modalities = pd.DataFrame()
-        loo: dict[str, Any] = {}
-        predictive: dict[str, dict] = {}
-        if modality_checks and names:
-            modalities, loo, predictive = _modality_section(
+        modalities, loo, predictive = pd.DataFrame(), {}, {}
+        if modality_checks:
+            modalities, loo, predictive = _modality_checks(
                 idata, problem, names, thr, checks, notes, bar, random_seed
             )
-        elif modality_checks:
-            notes.append("no modalities found (no log_likelihood or provenance)")
         conflict_result = None
         if conflict and len(names) >= 2:
             bar.step("conflict between modalities")
-            try:
-                conflict_result = modality_conflict(
-                    idata,
-                    problem,
-                    method=conflict,
-                    alpha=thr.conflict_alpha,
-                    pareto_k=thr.pareto_k,
-                    progressbar=progressbar,
-                    random_seed=random_seed if random_seed is not None else _run_seed(idata),
-                )
-            except ValueError as err:
-                notes.append(f"conflict check not run: {err}")
-            if conflict_result is not None:
-                flagged = conflict_result.conflicting or (
-                    ", ".join(conflict_result.tension) if conflict_result.tension else None
-                )
-                tested = (
-                    len(conflict_result.table)
-                    and conflict_result.table["status"].isin(["ok", "conflict"]).any()
-                )
-                checks.append(
-                    _check(
-                        "conflict",
-                        flagged or "modalities",
-                        "fail" if flagged else "ok" if tested else "n/a",
-                        None if flagged is None else float(conflict_result.table["p_value"].min()),
-                        f"p >= {thr.conflict_alpha:g}/K",
-                        conflict_result.message,
-                    )
-                )
+            conflict_result = _conflict_section(
+                idata, problem, conflict, thr, checks, notes, progressbar, random_seed
+            )
     finally:
         bar.close()
-    check_df = pd.DataFrame(
-        checks, columns=["check", "scope", "status", "value", "threshold", "message"]
-    )
-    fails = [c["message"] for c in checks if c["status"] == "fail"]
-    warns = [c["message"] for c in checks if c["status"] == "warn"]
-    verdict = "fail" if fails else "warn" if warns else "pass"
+    verdict, reasons = _verdict(checks)
     return Diagnosis(
         verdict=verdict,
-        reasons=fails + warns,
-        checks=check_df,
+        reasons=reasons,
+        checks=pd.DataFrame(
+            checks, columns=["check", "scope", "status", "value", "threshold", "message"]
+        ),
         table=table,
         elements=elements,
         modalities=modalities,
@@ -387,4 +323,113 @@ def diagnose(
         sampler=sampler,
         thresholds=thr,
         notes=notes,
+    )
+
+
+def _verdict(checks: list[dict]) -> tuple[str, list[str]]:
+    """Return the verdict (any failure fails, else any warning warns) and its reasons."""
+    fails = [c["message"] for c in checks if c["status"] == "fail"]
+    warns = [c["message"] for c in checks if c["status"] == "warn"]
+    return ("fail" if fails else "warn" if warns else "pass"), fails + warns
+
+
+def _thresholds(thresholds: Thresholds | None, overrides: dict[str, Any]) -> Thresholds:
+    """Return ``thresholds`` (default :class:`Thresholds`) with single fields replaced."""
+    thr = thresholds or Thresholds()
+    if not overrides:
+        return thr
+    fields = [f.name for f in dataclasses.fields(Thresholds)]
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise TypeError(f"diagnose got unknown keyword(s) {unknown}; thresholds are {fields}")
+    return dataclasses.replace(thr, **overrides)
+
+
+def _convergence_checks(table: pd.DataFrame, thr: Thresholds) -> list[dict]:
+    """Return one failed check per variable that did not converge, or one passed check."""
+    limits = f"R-hat <= {thr.rhat:g}, ESS >= {thr.ess_bulk:g}"
+    checks = [
+        _check(
+            "convergence",
+            str(var),
+            "fail",
+            row["rhat_max"],
+            limits,
+            _convergence_message(str(var), row, thr),
+        )
+        for var, row in table.iterrows()
+        if row["status"] != "ok"
+    ]
+    if checks:
+        return checks
+    return [
+        _check(
+            "convergence",
+            "all variables",
+            "ok",
+            float(table["rhat_max"].max()),
+            limits,
+            f"max R-hat {table['rhat_max'].max():.3f}, min ESS bulk "
+            f"{table['ess_bulk_min'].min():.0f}, tail {table['ess_tail_min'].min():.0f}",
+        )
+    ]
+
+
+def _modality_checks(
+    idata: Any,
+    problem: Any,
+    names: list[str],
+    thr: Thresholds,
+    checks: list[dict],
+    notes: list[str],
+    bar: _Progress,
+    random_seed: int | None,
+) -> tuple[pd.DataFrame, dict[str, Any], dict[str, dict]]:
+    """Run the per-modality checks, or note that there are no modalities to check."""
+    if names:
+        return _modality_section(idata, problem, names, thr, checks, notes, bar, random_seed)
+    notes.append("no modalities found (no log_likelihood or provenance)")
+    return pd.DataFrame(), {}, {}
+
+
+def _conflict_section(
+    idata: Any,
+    problem: Any,
+    method: str,
+    thr: Thresholds,
+    checks: list[dict],
+    notes: list[str],
+    progressbar: bool,
+    random_seed: int | None,
+) -> ConflictResult | None:
+    """Run the conflict test; append its check, or a note when it cannot run."""
+    try:
+        result = modality_conflict(
+            idata,
+            problem,
+            method=method,
+            alpha=thr.conflict_alpha,
+            pareto_k=thr.pareto_k,
+            progressbar=progressbar,
+            random_seed=run_seed(idata, random_seed),
+        )
+    except ValueError as err:
+        notes.append(f"conflict check not run: {err}")
+        return None
+    if result is not None:
+        checks.append(_conflict_check(result, thr))
+    return result
+
+
+def _conflict_check(result: ConflictResult, thr: Thresholds) -> dict[str, Any]:
+    """Return the check of a conflict test: fail when a modality is flagged, n/a if none ran."""
+    flagged = result.conflicting or (", ".join(result.tension) if result.tension else None)
+    tested = len(result.table) and result.table["status"].isin(["ok", "conflict"]).any()
+    return _check(
+        "conflict",
+        flagged or "modalities",
+        "fail" if flagged else "ok" if tested else "n/a",
+        None if flagged is None else float(result.table["p_value"].min()),
+        f"p >= {thr.conflict_alpha:g}/K",
+        result.message,
     )

@@ -13,6 +13,8 @@ import arviz as az
 import numpy as np
 import xarray as xr
 
+from bayesjoint._labels import element_labels
+
 _SAMPLE_DIMS = ("chain", "draw")
 
 
@@ -93,11 +95,8 @@ def _role(name: str, latent: Mapping[str, dict], modalities: Sequence[str]) -> t
 
 
 def _element_labels(da: xr.DataArray) -> list[str]:
-    dims = [d for d in da.dims if d not in _SAMPLE_DIMS]
-    if not dims:
-        return [str(da.name)]
-    shape = [da.sizes[d] for d in dims]
-    return [f"{da.name}[{', '.join(str(i) for i in idx)}]" for idx in np.ndindex(*shape)]
+    """Return one label per element of a posterior variable (its non-sample dims, C order)."""
+    return element_labels(str(da.name), [da.sizes[d] for d in da.dims if d not in _SAMPLE_DIMS])
 
 
 def _flat(da: xr.DataArray) -> np.ndarray:
@@ -107,13 +106,19 @@ def _flat(da: xr.DataArray) -> np.ndarray:
     return arr.reshape(arr.shape[0], arr.shape[1], -1).astype(float)
 
 
-def _numeric_vars(post: xr.Dataset, var_names: Sequence[str] | None) -> list[str]:
+def _var_names(post: xr.Dataset, var_names: Sequence[str] | None) -> list[str]:
+    """Return ``var_names`` (default: every variable of ``post``), checked to be in ``post``."""
     names = list(post.data_vars) if var_names is None else list(var_names)
     missing = [n for n in names if n not in post]
     if missing:
         raise ValueError(
             f"var_names: {missing} not in the posterior; it has {list(post.data_vars)}"
         )
+    return names
+
+
+def _numeric_vars(post: xr.Dataset, var_names: Sequence[str] | None) -> list[str]:
+    names = _var_names(post, var_names)
     return [n for n in names if np.issubdtype(post[n].dtype, np.number)]
 
 
@@ -128,11 +133,3 @@ def _load_if_path(idata: Any) -> Any:
             f"{type(idata).__name__}"
         )
     return idata
-
-
-def _run_seed(idata: Any) -> int | None:
-    raw = idata.posterior.attrs.get("random_seed")
-    try:
-        return int(raw)
-    except (TypeError, ValueError):
-        return None

@@ -9,6 +9,9 @@ import arviz as az
 import numpy as np
 import xarray as xr
 
+from bayesjoint._labels import element_labels
+from bayesjoint.diagnostics.labels import _var_names
+
 __all__ = [
     "ChainGroup",
     "ModeDetection",
@@ -68,12 +71,6 @@ class ModeDetection:
         return self.multimodal
 
 
-def _labels(name: str, shape: tuple[int, ...]) -> list[str]:
-    if not shape:
-        return [name]
-    return [f"{name}[{', '.join(str(i) for i in idx)}]" for idx in np.ndindex(*shape)]
-
-
 def detect_modes(
     idata: az.InferenceData | xr.Dataset,
     var_names: Sequence[str] | None = None,
@@ -111,7 +108,7 @@ def detect_modes(
     Examples
     --------
     >>> import numpy as np, xarray as xr
-    >>> from bayesjoint.multimodal import detect_modes
+    >>> from bayesjoint.diagnostics import detect_modes
     >>> rng = np.random.default_rng(0)
     >>> draws = rng.normal(0.0, 0.01, (4, 200)) + np.array([[0.40], [0.45], [0.40], [0.40]])
     >>> result = detect_modes(xr.Dataset({"t": (("chain", "draw"), draws)}))
@@ -123,20 +120,9 @@ def detect_modes(
         raise TypeError("detect_modes needs an InferenceData or a Dataset with chain and draw dims")
     if not (threshold > 0):
         raise ValueError("threshold must be positive (in within-chain standard deviations)")
-    names = list(post.data_vars) if var_names is None else list(var_names)
-    missing = [n for n in names if n not in post]
-    if missing:
-        raise ValueError(
-            f"var_names {missing} are not in the posterior; have {list(post.data_vars)}"
-        )
-    names = [n for n in names if {"chain", "draw"} <= set(post[n].dims)]
+    names = [n for n in _var_names(post, var_names) if {"chain", "draw"} <= set(post[n].dims)]
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
-    blocks, labels, shapes = [], [], {}
-    for name in names:
-        arr = post[name].transpose("chain", "draw", ...)
-        shapes[name] = tuple(arr.shape[2:])
-        blocks.append(np.asarray(arr.values, dtype=float).reshape(n_chain, n_draw, -1))
-        labels.extend(_labels(name, shapes[name]))
+    blocks, labels, shapes = _chain_blocks(post, names)
     weighted = "chain_weight" in post.coords
     if not blocks or n_chain < 2:
         message = (
@@ -148,6 +134,42 @@ def detect_modes(
         group = ChainGroup(tuple(range(n_chain)), {}, n_chain * n_draw)
         return ModeDetection(False, [group], message, np.zeros((n_chain, n_chain)), threshold)
     values = np.concatenate(blocks, axis=2)
+    means, var, separation = _chain_separation(values)
+    ordered = _single_linkage(separation, threshold)
+    modes = []
+    for chains in ordered:
+        gmeans = {}
+        for name, block in zip(names, blocks, strict=True):
+            gmeans[name] = block[chains].mean(axis=(0, 1)).reshape(shapes[name])
+        modes.append(ChainGroup(tuple(chains), gmeans, len(chains) * n_draw))
+    multimodal = len(modes) > 1
+    message = _detection_message(
+        modes, ordered, means, var, labels, separation, threshold, n_chain, weighted
+    )
+    return ModeDetection(multimodal, modes, message, separation, float(threshold), weighted)
+
+
+def _chain_blocks(
+    post: xr.Dataset, names: Sequence[str]
+) -> tuple[list[np.ndarray], list[str], dict[str, tuple[int, ...]]]:
+    """Return per variable its draws as (chain, draw, k), all element labels and the shapes."""
+    n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
+    blocks, labels, shapes = [], [], {}
+    for name in names:
+        arr = post[name].transpose("chain", "draw", ...)
+        shapes[name] = tuple(arr.shape[2:])
+        blocks.append(np.asarray(arr.values, dtype=float).reshape(n_chain, n_draw, -1))
+        labels.extend(element_labels(name, shapes[name]))
+    return blocks, labels, shapes
+
+
+def _chain_separation(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return per-chain means and variances of ``values`` (chain, draw, k) and the separation.
+
+    ``separation[a, b]`` is the largest ``|m_a,i − m_b,i| / √((s²_a,i + s²_b,i)/2)`` over the
+    elements ``i``; differences at round-off level count as zero.
+    """
+    n_draw = values.shape[1]
     means = values.mean(axis=1)
     var = values.var(axis=1, ddof=1) if n_draw > 1 else np.zeros_like(means)
     diff = np.abs(means[:, None, :] - means[None, :, :])
@@ -156,6 +178,12 @@ def detect_modes(
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(diff <= 1e-12 * scale, 0.0, diff / pooled)
     separation = np.nan_to_num(z.max(axis=2), nan=0.0, posinf=np.inf)
+    return means, var, separation
+
+
+def _single_linkage(separation: np.ndarray, threshold: float) -> list[list[int]]:
+    """Return the groups of chains joined by separations ``<= threshold``, largest first."""
+    n_chain = separation.shape[0]
     parent = list(range(n_chain))
 
     def root(i: int) -> int:
@@ -171,18 +199,7 @@ def detect_modes(
     groups: dict[int, list[int]] = {}
     for c in range(n_chain):
         groups.setdefault(root(c), []).append(c)
-    ordered = sorted(groups.values(), key=lambda g: (-len(g), g[0]))
-    modes = []
-    for chains in ordered:
-        gmeans = {}
-        for name, block in zip(names, blocks, strict=True):
-            gmeans[name] = block[chains].mean(axis=(0, 1)).reshape(shapes[name])
-        modes.append(ChainGroup(tuple(chains), gmeans, len(chains) * n_draw))
-    multimodal = len(modes) > 1
-    message = _detection_message(
-        modes, ordered, means, var, labels, separation, threshold, n_chain, weighted
-    )
-    return ModeDetection(multimodal, modes, message, separation, float(threshold), weighted)
+    return sorted(groups.values(), key=lambda g: (-len(g), g[0]))
 
 
 def _detection_message(

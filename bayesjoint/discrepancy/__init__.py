@@ -27,11 +27,17 @@ HSGP basis would be at least as large as the block), HSGP above, and HSGP with s
 coefficients for non-Gaussian noise.
 
 The package: :mod:`~bayesjoint.discrepancy.settings` holds the user's declarations (:class:`GP`,
-:class:`DiscrepancyTerm`), :mod:`~bayesjoint.discrepancy.kernels` the kernels, the HSGP basis and
-the compiled Ops, and :mod:`~bayesjoint.discrepancy.builder` the per-problem block builder.
+:class:`DiscrepancyTerm`, fixed once constructed), :mod:`~bayesjoint.discrepancy.kernels` the
+kernels, the HSGP basis and the compiled Ops, and :mod:`~bayesjoint.discrepancy.builder` the
+per-problem :class:`DiscrepancyBlock`: what one problem decides for one block (route, basis,
+hyperparameters as used) and the code that adds the block to its PyMC model.
 """
 
-from bayesjoint.discrepancy.builder import build_hyperparameters, marginal_hsgp_likelihood
+from bayesjoint.discrepancy.builder import (
+    DiscrepancyBlock,
+    marginal_hsgp_likelihood,
+    process_name,
+)
 from bayesjoint.discrepancy.kernels import (
     hsgp_basis,
     hsgp_basis_settings,
@@ -55,13 +61,14 @@ __all__ = [
     "HSGP_SAFETY",
     "LARGE_BASIS",
     "MAX_LENGTHSCALE_RATIO",
+    "DiscrepancyBlock",
     "DiscrepancyTerm",
     "as_term",
-    "build_hyperparameters",
     "hsgp_basis",
     "hsgp_basis_settings",
     "hsgp_values",
     "kernel_matrix",
     "marginal_hsgp_likelihood",
+    "process_name",
     "symbolic_kernel",
 ]

@@ -102,17 +102,25 @@ def symbolic_kernel(process: GP, coords: np.ndarray, lengthscale: Any, amplitude
 
 
 def hsgp_basis(
-    process: GP, coords: np.ndarray, lengthscale: Any, amplitude: Any, ls_range
+    process: GP,
+    coords: np.ndarray,
+    lengthscale: Any,
+    amplitude: Any,
+    ls_range: tuple[float, float],
+    *,
+    basis: tuple[list[int], float] | None = None,
 ) -> tuple[np.ndarray, Any]:
     """Return the fixed HSGP basis ``Φ`` (n × M array) and the symbolic weights ``λ`` (M,).
 
     ``δ = Φ (β ⊙ λ)`` with ``β ~ N(0, I)`` has covariance ``Φ diag(λ²) Φᵀ ≈ amplitude² K``.
-    Records ``m``, ``c`` and the lengthscale range in ``process.hsgp_settings``.
+    ``basis`` is ``(m, c)`` as :func:`hsgp_basis_settings` returns it for ``ls_range`` (computed
+    when omitted). ``process`` is only read.
     """
     from pymc.gp.hsgp_approx import calc_eigenvalues, calc_eigenvectors
 
-    m, c = hsgp_basis_settings(coords, process.kernel, ls_range, process.n_basis)
-    process.hsgp_settings = {"m": m, "c": c, "lengthscale_range": list(ls_range)}
+    if basis is None:
+        basis = hsgp_basis_settings(coords, process.kernel, ls_range, process.n_basis)
+    m, c = basis
     centre = (coords.max(axis=0) + coords.min(axis=0)) / 2.0
     half_width = c * (coords.max(axis=0) - coords.min(axis=0)) / 2.0  # L, as pymc sets it
     cov = amplitude**2 * _pymc_cov(process.kernel, coords.shape[1], lengthscale)

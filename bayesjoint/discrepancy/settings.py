@@ -47,6 +47,10 @@ _KERNELS = {"squared_exponential": "expquad", "matern52": "matern52", "matern32"
 
 
 def _check_hyper(value: Any, what: str, owner: str) -> float | Prior | None:
+    """Return ``value`` (a number as a float) if None, a positive prior or a positive number.
+
+    Otherwise raise a TypeError or ValueError naming ``owner``.
+    """
     if value is None or isinstance(value, Prior):
         if isinstance(value, Prior) and not value.positive:
             raise ValueError(
@@ -62,7 +66,60 @@ def _check_hyper(value: Any, what: str, owner: str) -> float | Prior | None:
     return val
 
 
-class GP:
+def _as_number(value: Any) -> Any:
+    """Return a number as a float (so :attr:`GP.fixed` sees it); anything else unchanged.
+
+    What is not a number or a prior is left for ``validate`` to reject, naming the modality.
+    """
+    if value is None or isinstance(value, Prior):
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value
+
+
+def _frozen_coords(coords: Any) -> np.ndarray | None:
+    """Return a read-only float copy of ``coords`` (the caller's array is left as it is)."""
+    if coords is None:
+        return None
+    out = np.array(coords, dtype=float)
+    out.setflags(write=False)
+    return out
+
+
+class _Declaration:
+    """Base of the user's declarations: attributes are set in ``__init__`` and never after.
+
+    What building a problem decides belongs to the problem
+    (:class:`bayesjoint.discrepancy.builder.DiscrepancyBlock`), so one declaration can serve
+    several problems.
+    """
+
+    _frozen = False
+
+    def _freeze(self) -> None:
+        object.__setattr__(self, "_frozen", True)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if self._frozen:
+            kind = type(self).__name__
+            raise AttributeError(
+                f"{kind} is a declaration and does not change after construction (tried to set "
+                f"{name!r}); create a new bj.discrepancy.{kind}(...) with the setting you want"
+            )
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        if self._frozen:
+            raise AttributeError(
+                f"{type(self).__name__} is a declaration and does not change after construction "
+                f"(tried to delete {name!r})"
+            )
+        object.__delattr__(self, name)
+
+
+class GP(_Declaration):
     """A Gaussian-process model discrepancy.
 
     Parameters
@@ -87,7 +144,7 @@ class GP:
         minimum that the Riutort-Mayol et al. (2022) heuristics give for the lengthscale range
         (prior's 5-95 % quantiles, or the fixed value) and the domain
         (:func:`pymc.gp.hsgp_approx.approx_hsgp_hyperparams`). The number used and the boundary
-        factor ``c`` are recorded in :attr:`hsgp_settings` after the model is built.
+        factor ``c`` are recorded per problem (see Notes).
     marginalize_basis : bool, optional
         HSGP route only: integrate the basis coefficients out (``True``) or sample them
         (``False``). Default: integrate out when every modality of the block has Gaussian noise
@@ -107,11 +164,15 @@ class GP:
     default for Gaussian noise) forms the same single block. With sampled coefficients each
     modality keeps its own block and pointwise log-likelihood, conditional on ``<name>_basis``.
 
-    Once the model is built, :attr:`route` records the route taken (``"exact"`` or ``"hsgp"``),
-    :attr:`resolved_hyperparameters` the lengthscale and amplitude used (default priors
-    included) and, for HSGP, :attr:`hsgp_settings` the basis (``m``, ``c``, the lengthscale
-    range, and ``coefficients``: ``"marginalized"`` or ``"sampled"``). Saved results carry the
-    same in their ``discrepancies`` provenance attribute.
+    A :class:`GP` is a declaration: its attributes are fixed at construction (setting one raises
+    an AttributeError), and building a model never writes onto it, so one object can serve
+    several problems. What a problem decides for each block lives in that problem:
+    ``problem.discrepancy_blocks[block]`` (a
+    :class:`~bayesjoint.discrepancy.builder.DiscrepancyBlock`) holds the route taken
+    (``"exact"`` or ``"hsgp"``), the lengthscale and amplitude used (default priors included)
+    and, for HSGP, the basis (``m``, ``c``, the lengthscale range, and ``coefficients``:
+    ``"marginalized"`` or ``"sampled"``). Saved results carry the same in their
+    ``discrepancies`` provenance attribute.
 
     Examples
     --------
@@ -134,16 +195,14 @@ class GP:
         name: str | None = None,
     ):
         self.kernel = kernel
-        self.lengthscale = lengthscale
-        self.amplitude = amplitude
-        self.coords = None if coords is None else np.asarray(coords, dtype=float)
+        self.lengthscale = _as_number(lengthscale)
+        self.amplitude = _as_number(amplitude)
+        self.coords = _frozen_coords(coords)
         self.method = method
         self.n_basis = n_basis
         self.marginalize_basis = marginalize_basis
         self.name = name
-        self.hsgp_settings: dict[str, Any] = {}
-        self.route: str | None = None
-        self.resolved_hyperparameters: dict[str, Any] = {}
+        self._freeze()
 
     def validate(self, owner: str) -> None:
         """Check kernel, method and hyperparameters; errors name ``owner`` (the modality)."""
@@ -161,8 +220,8 @@ class GP:
                 f"{owner}: discrepancy marginalize_basis must be True, False or None, got "
                 f"{self.marginalize_basis!r}"
             )
-        self.lengthscale = _check_hyper(self.lengthscale, "lengthscale", owner)
-        self.amplitude = _check_hyper(self.amplitude, "amplitude", owner)
+        _check_hyper(self.lengthscale, "lengthscale", owner)
+        _check_hyper(self.amplitude, "amplitude", owner)
 
     def plan(self, n_data: int, gaussian: Sequence[bool], names: Sequence[str]) -> tuple[str, bool]:
         """Return ``(route, marginalize_basis)`` for a block of ``n_data`` data.
@@ -170,8 +229,9 @@ class GP:
         ``gaussian`` tells, per modality of the block (``names``), whether its noise is Gaussian;
         a route that needs Gaussian noise raises a ValueError naming the first modality without.
         ``"auto"`` gives the exact route up to :data:`EXACT_MAX_DATA` data with Gaussian noise,
-        otherwise HSGP (when the model is built, an HSGP basis at least as large as the block
-        falls back to the exact route, which is then cheaper and exact).
+        otherwise HSGP (an HSGP basis at least as large as the block then falls back to the
+        exact route, which is cheaper and exact: see
+        :class:`~bayesjoint.discrepancy.builder.DiscrepancyBlock`).
         """
         others = [n for n, g in zip(names, gaussian, strict=True) if not g]
         route = self.method
@@ -223,7 +283,7 @@ class GP:
         )
 
 
-class DiscrepancyTerm:
+class DiscrepancyTerm(_Declaration):
     """One modality's view of a discrepancy process: coordinates and scale.
 
     Parameters
@@ -232,19 +292,24 @@ class DiscrepancyTerm:
     coords : array_like, shape (n,) or (n, d), optional
     scale : float or Prior, default 1
         The modality-specific factor ``s_k`` (a positive prior makes it learned).
+
+    Notes
+    -----
+    Like :class:`GP`, a declaration: its attributes are fixed at construction.
     """
 
     def __init__(self, process: GP, coords: Any = None, scale: float | Prior = 1.0):
         if not isinstance(process, GP):
             raise TypeError("DiscrepancyTerm needs a bj.discrepancy.GP process")
         self.process = process
-        self.coords = None if coords is None else np.asarray(coords, dtype=float)
-        self.scale = scale
+        self.coords = _frozen_coords(coords)
+        self.scale = _as_number(scale)
+        self._freeze()
 
     def validate(self, owner: str) -> None:
         """Check the process and the scale; errors name ``owner`` (the modality)."""
         self.process.validate(owner)
-        self.scale = _check_hyper(self.scale, "scale", owner)
+        _check_hyper(self.scale, "scale", owner)
 
     def resolve_coords(self, modality: str, data: np.ndarray, data_coords: dict) -> np.ndarray:
         """Return the coordinates as an (n, d) array, checking their length against the data."""

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from bayesjoint.inference.search import LogPosterior, local_descent, log_posterior
+from bayesjoint.modality import Modality
 from bayesjoint.observe import LowPass
 
 __all__ = [
@@ -67,9 +68,7 @@ class ContinuationResult:
 
 
 def _lowpassed_problem(problem: Any, names: Sequence[str], cutoff: float, dt: float, order: int):
-    from bayesjoint.joint import JointInversion
-    from bayesjoint.modality import Modality
-
+    """Return ``problem`` (same class) with the modalities ``names`` seen through a low-pass."""
     mods = []
     for mod in problem.modalities.values():
         if mod.name not in names:
@@ -93,9 +92,23 @@ def _lowpassed_problem(problem: Any, names: Sequence[str], cutoff: float, dt: fl
                 coords=mod.coords,
             )
         )
-    return JointInversion(
+    return type(problem)(
         latent=list(problem.latent.values()), modalities=mods, couplings=problem.couplings
     )
+
+
+def _waveform_names(problem: Any, modalities: str | Sequence[str]) -> list[str]:
+    """Return the names of the modalities to low-pass, checked against the problem's."""
+    names = [modalities] if isinstance(modalities, str) else list(modalities)
+    known = getattr(problem, "modalities", None)
+    if not isinstance(known, Mapping):
+        raise TypeError("frequency_continuation needs a bj.JointInversion")
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise ValueError(
+            f"modalities={names!r}: name the waveform modalities to low-pass among {list(known)}"
+        )
+    return names
 
 
 def frequency_continuation(
@@ -124,8 +137,8 @@ def frequency_continuation(
     start : mapping, optional
         Free-variable values (own units) to start from; the model's initial point otherwise.
     bounds : mapping, optional
-        Box per free variable in its own units (see :meth:`bayesjoint.search.LogPosterior.bounds`);
-        unbounded when omitted.
+        Box per free variable in its own units (see
+        :meth:`bayesjoint.inference.search.LogPosterior.bounds`); unbounded when omitted.
     order : int, default 4
         Butterworth order (see :func:`lowpass_matrix`).
     maxiter : int, default 1000
@@ -160,7 +173,7 @@ def frequency_continuation(
     --------
     >>> import numpy as np
     >>> import bayesjoint as bj
-    >>> from bayesjoint.multimodal import frequency_continuation
+    >>> from bayesjoint.inference import frequency_continuation
     >>> from bayesjoint.physics.waveform import ShiftedWavelet, ricker
     >>> t = np.arange(400) * 0.002
     >>> data = ricker(t, 20.0, 0.40)
@@ -173,15 +186,7 @@ def frequency_continuation(
     >>> [round(float(s.location["arrival_time"]), 3) for s in result.stages]
     [0.4, 0.4]
     """
-    names = [modalities] if isinstance(modalities, str) else list(modalities)
-    known = getattr(problem, "modalities", None)
-    if not isinstance(known, Mapping):
-        raise TypeError("frequency_continuation needs a bj.JointInversion")
-    unknown = [n for n in names if n not in known]
-    if unknown or not names:
-        raise ValueError(
-            f"modalities={names!r}: name the waveform modalities to low-pass among {list(known)}"
-        )
+    names = _waveform_names(problem, modalities)
     bands = sorted(float(c) for c in cutoffs)
     full = log_posterior(problem)
     x = full.x0 if start is None else full.to_flat(start)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import arviz as az
@@ -27,11 +27,11 @@ import pymc as pm
 import xarray as xr
 from pymc.step_methods.hmc.quadpotential import QuadPotentialDiagAdapt
 
+from bayesjoint._random import child_seed, rng_and_seed
 from bayesjoint.inference.search import (
     LogPosterior,
     SearchResult,
     _model_of,
-    _rng_and_seed,
     find_modes,
 )
 from bayesjoint.io import attach_provenance, provenance
@@ -59,6 +59,27 @@ def _provenance_for(problem: Any, seed: Any, extra: Mapping[str, Any]) -> dict:
 # ---------------------------------------------------------------------------------------------
 # bridge sampling (pure numpy)
 # ---------------------------------------------------------------------------------------------
+def _bridge_fixed_point(
+    e1: np.ndarray, e2: np.ndarray, s1: float, s2: float, tol: float, maxiter: int
+) -> float | None:
+    """Iterate the optimal bridge estimate of ``Z`` (see bridge_log_evidence); None if it fails.
+
+    ``e1`` and ``e2`` are the ratios ``p̃/q`` at the target and at the proposal draws.
+    """
+    r = 1.0
+    for _ in range(maxiter):
+        numerator = np.mean(e2 / (s1 * e2 + s2 * r))
+        denominator = np.mean(1.0 / (s1 * e1 + s2 * r))
+        r_new = numerator / denominator
+        if not math.isfinite(r_new) or r_new <= 0:
+            return None
+        converged = abs(math.log(r_new) - math.log(r)) < tol
+        r = r_new
+        if converged:
+            break
+    return r
+
+
 def bridge_log_evidence(
     log_target_at_posterior: Any,
     log_proposal_at_posterior: Any,
@@ -109,7 +130,7 @@ def bridge_log_evidence(
     --------
     >>> import numpy as np
     >>> from scipy import stats
-    >>> from bayesjoint.multimodal import bridge_log_evidence
+    >>> from bayesjoint.inference import bridge_log_evidence
     >>> rng = np.random.default_rng(0)
     >>> x1, x2 = rng.normal(1.0, 2.0, 4000), rng.normal(1.2, 2.5, 4000)
     >>> log_pt = lambda x: -0.5 * ((x - 1.0) / 2.0) ** 2 + np.log(7.0)  # Z = 7 sqrt(2 pi) 2
@@ -130,17 +151,9 @@ def bridge_log_evidence(
     shift = float(np.median(l1))
     e1 = np.exp(l1 - shift)
     e2 = np.exp(np.where(np.isfinite(l2), l2 - shift, -np.inf))
-    r = 1.0
-    for _ in range(maxiter):
-        numerator = np.mean(e2 / (s1 * e2 + s2 * r))
-        denominator = np.mean(1.0 / (s1 * e1 + s2 * r))
-        r_new = numerator / denominator
-        if not math.isfinite(r_new) or r_new <= 0:
-            return float("-inf"), float("nan")
-        converged = abs(math.log(r_new) - math.log(r)) < tol
-        r = r_new
-        if converged:
-            break
+    r = _bridge_fixed_point(e1, e2, s1, s2, tol, maxiter)
+    if r is None:
+        return float("-inf"), float("nan")
     f1 = e2 / (s1 * e2 + s2 * r)  # at proposal draws
     f2 = 1.0 / (s1 * e1 + s2 * r)  # at posterior draws (g/(s1 p + s2 r g), divided by g)
     re2 = np.var(f1) / (n2 * np.mean(f1) ** 2) + np.var(f2) / (n1 * np.mean(f2) ** 2)
@@ -191,6 +204,185 @@ def _mode_bridge(
     return bridge_log_evidence(lp_use, log_q(use), lp_prop, log_q(proposal), n_effective=ess)
 
 
+def _with_log_likelihood(sample_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Pop ``idata_kwargs`` from a sampler's keywords, asking for the log-likelihood by default."""
+    idata_kwargs = dict(sample_kwargs.pop("idata_kwargs", None) or {})
+    idata_kwargs.setdefault("log_likelihood", True)
+    return idata_kwargs
+
+
+def _modes_of(
+    problem: Any,
+    modes: SearchResult | None,
+    bounds: Mapping[str, Any] | None,
+    search_kwargs: Mapping[str, Any] | None,
+    rng: np.random.Generator,
+) -> SearchResult:
+    """Return ``modes``, searched on ``problem`` when None, checked to belong to its model."""
+    if modes is None:
+        modes = find_modes(problem, bounds, random_seed=rng, **dict(search_kwargs or {}))
+    if not isinstance(modes, SearchResult):
+        raise TypeError("modes must be the SearchResult of bayesjoint.inference.find_modes")
+    if modes.target.model is not _model_of(problem):
+        raise ValueError(
+            "modes were found on a different model; call find_modes on this problem first"
+        )
+    return modes
+
+
+def _modes_to_sample(modes: SearchResult, min_weight: float) -> tuple[list[int], float]:
+    """Return the indices of the modes to sample and the Laplace weight of the others.
+
+    Modes with a finite Laplace weight of at least ``min_weight`` are sampled (the first mode
+    when none qualifies).
+    """
+    selected = [
+        k for k, m in enumerate(modes.modes) if not np.isfinite(m.weight) or m.weight >= min_weight
+    ]
+    selected = [k for k in selected if np.isfinite(modes.modes[k].weight)] or [0]
+    unsampled = float(np.nansum([m.weight for k, m in enumerate(modes.modes) if k not in selected]))
+    return selected, unsampled
+
+
+def _nuts_from_modes(
+    modes: SearchResult,
+    selected: Sequence[int],
+    started: np.ndarray,
+    *,
+    draws: int,
+    tune: int,
+    target_accept: float,
+    cores: int | None,
+    random_seed: int,
+    progressbar: bool,
+    sample_kwargs: dict[str, Any],
+) -> az.InferenceData:
+    """Run NUTS with one chain started at each mode in ``started`` (see sample_from_modes)."""
+    target = modes.target
+    idata_kwargs = _with_log_likelihood(sample_kwargs)
+    variances = []
+    for k in selected:
+        var = np.diag(modes.modes[k].covariance)
+        if np.all(np.isfinite(var)) and np.all(var > 0):
+            variances.append(var)
+    # One step for all chains (compiled once); every chain adapts its own mass matrix, starting
+    # from the narrowest mode's Laplace variances so that no first step leaves a narrow valley.
+    start_var = np.min(variances, axis=0) if variances else np.ones(target.size)
+    with target.model:
+        potential = QuadPotentialDiagAdapt(
+            target.size, modes.modes[selected[0]].value, start_var, 0
+        )
+        step = pm.NUTS(potential=potential, target_accept=target_accept)
+        return pm.sample(
+            draws=draws,
+            tune=tune,
+            chains=len(started),
+            cores=cores,
+            step=step,
+            initvals=[dict(modes.modes[k].initvals) for k in started],
+            random_seed=random_seed,
+            progressbar=progressbar,
+            compute_convergence_checks=False,
+            idata_kwargs=idata_kwargs,
+            **sample_kwargs,
+        )
+
+
+def _reassign_chains(
+    flat: np.ndarray, modes: SearchResult, selected: Sequence[int], started: np.ndarray
+) -> np.ndarray:
+    """Return, per chain, the sampled mode nearest to the chain's mean (draws ``flat`` in u)."""
+    sampled_modes = [modes.modes[k] for k in selected]
+    chain_means = flat.mean(axis=1)
+    return np.array([selected[i] for i in _assign(chain_means, sampled_modes)])
+
+
+def _mode_masses(
+    target: LogPosterior,
+    flat: np.ndarray,
+    assigned: np.ndarray,
+    present: list[int],
+    modes: SearchResult,
+    weighting: str,
+    rng: np.random.Generator,
+) -> tuple[dict[int, float], dict[int, float], dict[int, float]]:
+    """Return per mode with chains its log mass, the mass's relative error and the worst R-hat."""
+    log_mass, rel_err, rhat = {}, {}, {}
+    for k in present:
+        chains = np.nonzero(assigned == k)[0]
+        if weighting == "bridge":
+            log_mass[k], rel_err[k] = _mode_bridge(
+                target, flat[chains], present.index(k), [modes.modes[j] for j in present], rng
+            )
+        else:
+            log_mass[k], rel_err[k] = modes.modes[k].log_mass, float("nan")
+        rhat[k] = (
+            max(float(az.rhat(flat[chains][..., j])) for j in range(target.size))
+            if len(chains) >= 2
+            else float("nan")
+        )
+    return log_mass, rel_err, rhat
+
+
+def _normalized_weights(
+    present: list[int], log_mass: Mapping[int, float], rel_err: Mapping[int, float]
+) -> tuple[dict[int, float], dict[int, float]]:
+    """Return the modes' weights ``w_k = Z_k / Σ_j Z_j`` and their standard errors.
+
+    The standard error propagates each mass's relative error ``r_k`` through the normalization:
+    ``se_k = w_k √(r_k² (1 − w_k)² + Σ_{j≠k} (w_j r_j)²)``.
+    """
+    values = np.array([log_mass[k] for k in present])
+    w = np.exp(values - values.max())
+    w /= w.sum()
+    weight_of = dict(zip(present, w, strict=True))
+    re = np.array([rel_err[k] for k in present])
+    se = {
+        k: float(w[i] * math.sqrt(re[i] ** 2 * (1 - w[i]) ** 2 + np.sum(np.delete(w * re, i) ** 2)))
+        for i, k in enumerate(present)
+    }
+    return weight_of, se
+
+
+def _attach_chain_weights(
+    idata: az.InferenceData, assigned: np.ndarray, weight_of: Mapping[int, float]
+) -> None:
+    """Add the per-chain coordinates ``mode``, ``mode_weight`` and ``chain_weight`` (in place)."""
+    counts = {k: int(np.sum(assigned == k)) for k in weight_of}
+    mode_weight = np.array([weight_of[k] for k in assigned])
+    chain_weight = mode_weight / np.array([counts[k] for k in assigned])
+    for group in ("posterior", "sample_stats"):
+        if group in idata.groups():
+            idata[group] = idata[group].assign_coords(
+                mode=("chain", assigned.astype(int)),
+                mode_weight=("chain", mode_weight),
+                chain_weight=("chain", chain_weight),
+            )
+
+
+def _mode_tables(
+    modes: SearchResult,
+    present: list[int],
+    weight_of: Mapping[int, float],
+    se: Mapping[int, float],
+    log_mass: Mapping[int, float],
+    rhat: Mapping[int, float],
+) -> dict[str, str]:
+    """Return the per-mode JSON tables of the posterior attributes (keys: mode indices)."""
+
+    def table(value: Callable[[int], Any]) -> str:
+        return json.dumps({str(k): value(k) for k in present})
+
+    return {
+        "mode_weights": table(lambda k: float(weight_of[k])),
+        "mode_weight_se": table(lambda k: se[k]),
+        "mode_log_mass": table(lambda k: float(log_mass[k])),
+        "mode_laplace_weight": table(lambda k: modes.modes[k].weight),
+        "mode_locations": table(lambda k: modes.target.describe_point(modes.modes[k].value)),
+        "mode_rhat": table(lambda k: rhat[k]),
+    }
+
+
 def sample_from_modes(
     problem: Any,
     modes: SearchResult | None = None,
@@ -236,7 +428,7 @@ def sample_from_modes(
         entropy and recorded when omitted.
     progressbar : bool, default False
     search_kwargs : mapping, optional
-        Passed to :func:`~bayesjoint.search.find_modes`.
+        Passed to :func:`~bayesjoint.inference.find_modes`.
     **sample_kwargs
         Passed to :func:`pymc.sample`.
 
@@ -269,7 +461,7 @@ def sample_from_modes(
     --------
     >>> import numpy as np
     >>> import bayesjoint as bj
-    >>> from bayesjoint.multimodal import sample_from_modes, weighted_mean
+    >>> from bayesjoint.inference import sample_from_modes, weighted_mean
     >>> x = bj.Parameter("x", prior=bj.priors.Normal(1.0, 3.0))
     >>> sq = bj.Modality("sq", physics=lambda m: (m["x"] ** 2)[None], data=[4.0],
     ...                  noise=bj.noise.Gaussian(0.2))
@@ -286,101 +478,35 @@ def sample_from_modes(
         raise ValueError("sample_from_modes needs chains_per_mode >= 1, draws >= 4, tune >= 0")
     if weighting not in ("bridge", "laplace"):
         raise ValueError(f"weighting must be 'bridge' or 'laplace', got {weighting!r}")
-    rng, seed = _rng_and_seed(random_seed)
-    if modes is None:
-        modes = find_modes(problem, bounds, random_seed=rng, **dict(search_kwargs or {}))
-    if not isinstance(modes, SearchResult):
-        raise TypeError("modes must be the SearchResult of bayesjoint.search.find_modes")
+    rng, seed = rng_and_seed(random_seed)
+    modes = _modes_of(problem, modes, bounds, search_kwargs, rng)
     target = modes.target
-    if target.model is not _model_of(problem):
-        raise ValueError(
-            "modes were found on a different model; call find_modes on this problem first"
-        )
-    selected = [
-        k for k, m in enumerate(modes.modes) if not np.isfinite(m.weight) or m.weight >= min_weight
-    ]
-    selected = [k for k in selected if np.isfinite(modes.modes[k].weight)] or [0]
-    unsampled = float(np.nansum([m.weight for k, m in enumerate(modes.modes) if k not in selected]))
-    idata_kwargs = dict(sample_kwargs.pop("idata_kwargs", None) or {})
-    idata_kwargs.setdefault("log_likelihood", True)
-    variances = []
-    for k in selected:
-        var = np.diag(modes.modes[k].covariance)
-        if np.all(np.isfinite(var)) and np.all(var > 0):
-            variances.append(var)
-    # One step for all chains (compiled once); every chain adapts its own mass matrix, starting
-    # from the narrowest mode's Laplace variances so that no first step leaves a narrow valley.
-    start_var = np.min(variances, axis=0) if variances else np.ones(target.size)
+    selected, unsampled = _modes_to_sample(modes, min_weight)
     started = np.repeat(selected, chains_per_mode)
-    with target.model:
-        potential = QuadPotentialDiagAdapt(
-            target.size, modes.modes[selected[0]].value, start_var, 0
-        )
-        step = pm.NUTS(potential=potential, target_accept=target_accept)
-        idata = pm.sample(
-            draws=draws,
-            tune=tune,
-            chains=len(started),
-            cores=cores,
-            step=step,
-            initvals=[dict(modes.modes[k].initvals) for k in started],
-            random_seed=int(rng.integers(2**31 - 1)),
-            progressbar=progressbar,
-            compute_convergence_checks=False,
-            idata_kwargs=idata_kwargs,
-            **sample_kwargs,
-        )
+    idata = _nuts_from_modes(
+        modes,
+        selected,
+        started,
+        draws=draws,
+        tune=tune,
+        target_accept=target_accept,
+        cores=cores,
+        random_seed=child_seed(rng),
+        progressbar=progressbar,
+        sample_kwargs=sample_kwargs,
+    )
     flat = target.draws_to_flat(idata.posterior)
-    sampled_modes = [modes.modes[k] for k in selected]
-    chain_means = flat.mean(axis=1)
-    assigned = np.array([selected[i] for i in _assign(chain_means, sampled_modes)])
+    assigned = _reassign_chains(flat, modes, selected, started)
     moved = [int(c) for c in np.nonzero(assigned != started)[0]]
     if moved:
         _log.warning("chains %s left the mode they started in and were reassigned", moved)
     present = sorted(set(assigned.tolist()))
-    log_mass, rel_err, rhat = {}, {}, {}
-    for k in present:
-        chains = np.nonzero(assigned == k)[0]
-        if weighting == "bridge":
-            log_mass[k], rel_err[k] = _mode_bridge(
-                target, flat[chains], present.index(k), [modes.modes[j] for j in present], rng
-            )
-        else:
-            log_mass[k], rel_err[k] = modes.modes[k].log_mass, float("nan")
-        rhat[k] = (
-            max(float(az.rhat(flat[chains][..., j])) for j in range(target.size))
-            if len(chains) >= 2
-            else float("nan")
-        )
-    values = np.array([log_mass[k] for k in present])
-    w = np.exp(values - values.max())
-    w /= w.sum()
-    weight_of = dict(zip(present, w, strict=True))
-    re = np.array([rel_err[k] for k in present])
-    se = {
-        k: float(w[i] * math.sqrt(re[i] ** 2 * (1 - w[i]) ** 2 + np.sum(np.delete(w * re, i) ** 2)))
-        for i, k in enumerate(present)
-    }
-    counts = {k: int(np.sum(assigned == k)) for k in present}
-    mode_weight = np.array([weight_of[k] for k in assigned])
-    chain_weight = mode_weight / np.array([counts[k] for k in assigned])
-    for group in ("posterior", "sample_stats"):
-        if group in idata.groups():
-            idata[group] = idata[group].assign_coords(
-                mode=("chain", assigned.astype(int)),
-                mode_weight=("chain", mode_weight),
-                chain_weight=("chain", chain_weight),
-            )
+    log_mass, rel_err, rhat = _mode_masses(target, flat, assigned, present, modes, weighting, rng)
+    weight_of, se = _normalized_weights(present, log_mass, rel_err)
+    _attach_chain_weights(idata, assigned, weight_of)
     attrs = {
         "weighting": weighting,
-        "mode_weights": json.dumps({str(k): float(weight_of[k]) for k in present}),
-        "mode_weight_se": json.dumps({str(k): se[k] for k in present}),
-        "mode_log_mass": json.dumps({str(k): float(log_mass[k]) for k in present}),
-        "mode_laplace_weight": json.dumps({str(k): modes.modes[k].weight for k in present}),
-        "mode_locations": json.dumps(
-            {str(k): target.describe_point(modes.modes[k].value) for k in present}
-        ),
-        "mode_rhat": json.dumps({str(k): rhat[k] for k in present}),
+        **_mode_tables(modes, present, weight_of, se, log_mass, rhat),
         "chains_moved": json.dumps(moved),
         "unsampled_laplace_weight": str(unsampled),
         "sampler": "NUTS from modes",
@@ -419,7 +545,7 @@ def weighted_mean(idata: az.InferenceData | xr.Dataset, var_name: str) -> xr.Dat
     Examples
     --------
     >>> import numpy as np, xarray as xr
-    >>> from bayesjoint.multimodal import weighted_mean
+    >>> from bayesjoint.inference import weighted_mean
     >>> post = xr.Dataset({"x": (("chain", "draw"), [[0.0, 0.0], [1.0, 1.0]])},
     ...                   coords={"chain_weight": ("chain", [0.75, 0.25])})
     >>> float(weighted_mean(post, "x"))
@@ -468,7 +594,7 @@ def weighted_draws(
     Examples
     --------
     >>> import xarray as xr
-    >>> from bayesjoint.multimodal import weighted_draws
+    >>> from bayesjoint.inference import weighted_draws
     >>> post = xr.Dataset({"x": (("chain", "draw"), [[0.0] * 50, [1.0] * 50])},
     ...                   coords={"chain_weight": ("chain", [0.9, 0.1])})
     >>> out = weighted_draws(post, 4000, random_seed=0)
@@ -476,7 +602,7 @@ def weighted_draws(
     0.1
     """
     post = idata.posterior if isinstance(idata, az.InferenceData) else idata
-    rng, _ = _rng_and_seed(random_seed)
+    rng, _ = rng_and_seed(random_seed)
     w = _weights_of(post).ravel()
     n = int(w.size if n_draws is None else n_draws)
     pick = rng.choice(w.size, size=n, p=w / w.sum())

@@ -151,6 +151,51 @@ def _positive_int(value: Any, what: str) -> int:
     return int(value)
 
 
+def _check_same_latents(problem: Any, approx: Any) -> list[str]:
+    """Return the latent names, raising unless ``approx`` declares the same latents."""
+    names = list(problem.latent)
+    approx_names = list(approx.latent)
+    sizes = [problem.latent[n].size for n in names]
+    if approx_names != names or [approx.latent[n].size for n in names] != sizes:
+        raise ValueError(
+            f"preconditioned_sample approx must declare the same latents as problem (names, order "
+            f"and sizes): problem has {names}, approx has {approx_names}"
+        )
+    return names
+
+
+def _exact_path_start(
+    problem: Any, approx: Any, chains: int, seed: int
+) -> tuple[LowRankMass, list[dict[str, np.ndarray]]]:
+    """Return the mass matrix ``I + WᵀW`` of ``approx`` and one exact posterior draw per chain.
+
+    The draws ``z̄ + M⁻¹ p``, ``p ~ N(0, M)``, are split into ``{'<name>_white': value}``
+    starting points (see :func:`preconditioned_sample`).
+    """
+    names = list(problem.latent)
+    sizes = [problem.latent[n].size for n in names]
+    system = approx.linear_gaussian_system()
+    whitened = system.whitened()
+    mass = LowRankMass(np.vstack(whitened), rng=np.random.default_rng(seed + 1))
+    rhs = sum(
+        wk.T @ (rk - gk @ system.prior_mean)
+        for wk, gk, rk in zip(whitened, system.operators, system.residuals, strict=True)
+    )
+    z_mean = mass.velocity(rhs)
+    draw_rng = LowRankMass(mass.w, rng=np.random.default_rng(seed + 2))
+    initvals = []
+    for _ in range(chains):
+        z = z_mean + draw_rng.velocity(draw_rng.random())
+        parts = np.split(z, np.cumsum(sizes)[:-1])
+        initvals.append(
+            {
+                f"{n}_white": p.reshape(problem.latent[n].shape)
+                for n, p in zip(names, parts, strict=True)
+            }
+        )
+    return mass, initvals
+
+
 def preconditioned_sample(
     problem: Any,
     approx: Any,
@@ -220,14 +265,7 @@ def preconditioned_sample(
     draws = _positive_int(draws, "draws")
     tune = _positive_int(tune, "tune")
     chains = _positive_int(chains, "chains")
-    names = list(problem.latent)
-    approx_names = list(approx.latent)
-    sizes = [problem.latent[n].size for n in names]
-    if approx_names != names or [approx.latent[n].size for n in names] != sizes:
-        raise ValueError(
-            f"preconditioned_sample approx must declare the same latents as problem (names, order "
-            f"and sizes): problem has {names}, approx has {approx_names}"
-        )
+    names = _check_same_latents(problem, approx)
     model = problem.model
     missing = [n for n in names if f"{n}_white" not in model.named_vars]
     if missing:
@@ -235,25 +273,7 @@ def preconditioned_sample(
             f"preconditioned_sample problem latents {missing} have no whitened variable "
             "'<name>_white'; give them GaussianField priors with fixed hyperparameters"
         )
-    system = approx.linear_gaussian_system()
-    whitened = system.whitened()
-    mass = LowRankMass(np.vstack(whitened), rng=np.random.default_rng(seed + 1))
-    rhs = sum(
-        wk.T @ (rk - gk @ system.prior_mean)
-        for wk, gk, rk in zip(whitened, system.operators, system.residuals, strict=True)
-    )
-    z_mean = mass.velocity(rhs)
-    draw_rng = LowRankMass(mass.w, rng=np.random.default_rng(seed + 2))
-    initvals = []
-    for _ in range(chains):
-        z = z_mean + draw_rng.velocity(draw_rng.random())
-        parts = np.split(z, np.cumsum(sizes)[:-1])
-        initvals.append(
-            {
-                f"{n}_white": p.reshape(problem.latent[n].shape)
-                for n, p in zip(names, parts, strict=True)
-            }
-        )
+    mass, initvals = _exact_path_start(problem, approx, chains, seed)
     with model:
         step = pm.NUTS(vars=[model[f"{n}_white"] for n in names], potential=mass, target_accept=0.9)
         idata = pm.sample(

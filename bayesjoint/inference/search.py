@@ -38,6 +38,8 @@ from pymc.logprob.transforms import IntervalTransform, LogOddsTransform, LogTran
 from pymc.util import get_default_varnames
 from scipy.stats import qmc
 
+from bayesjoint._random import rng_and_seed
+
 __all__ = [
     "LogPosterior",
     "Mode",
@@ -58,15 +60,6 @@ _log = logging.getLogger(__name__)
 _MONOTONE_TRANSFORMS = (LogTransform, IntervalTransform, LogOddsTransform, LogExpM1)
 _BIG = 1e100  # stands in for +inf in the objective handed to the global searchers
 METHODS = ("differential_evolution", "particle_swarm")
-
-
-def _rng_and_seed(random_seed: Any) -> tuple[np.random.Generator, Any]:
-    """Return a Generator and the seed to record (drawn from OS entropy when None)."""
-    if isinstance(random_seed, np.random.Generator):
-        return random_seed, "generator"
-    if random_seed is None:
-        random_seed = int(np.random.SeedSequence().entropy % (2**31 - 1))
-    return np.random.default_rng(random_seed), int(random_seed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -109,6 +102,42 @@ def _check_bounds(bounds: Any) -> np.ndarray:
     if not np.all(np.isfinite(box)) or np.any(box[:, 1] <= box[:, 0]):
         raise ValueError("bounds must be finite with lower < upper in every coordinate")
     return box
+
+
+class _CountedObjective:
+    """Evaluate ``fun`` row by row, with non-finite values as ``+inf``, counting evaluations."""
+
+    def __init__(self, fun: Callable[[np.ndarray], float]):
+        self.fun = fun
+        self.count = 0
+
+    def __call__(self, points: np.ndarray) -> np.ndarray:
+        self.count += len(points)
+        out = np.array([float(self.fun(p)) for p in points])
+        return np.where(np.isfinite(out), out, np.inf)
+
+
+def _swarm_leaders(best_x: np.ndarray, best_f: np.ndarray, topology: str) -> np.ndarray:
+    """Return each particle's leader, the best personal best among its neighbours.
+
+    The neighbours are the particle itself and the two on either side of it on a ring
+    (``"ring"``), or the whole swarm (``"global"``).
+    """
+    if topology == "global":
+        return np.broadcast_to(best_x[np.argmin(best_f)], best_x.shape)
+    n = len(best_f)
+    idx = np.arange(n)
+    neigh = np.stack([(idx - 1) % n, idx, (idx + 1) % n], axis=1)
+    return best_x[neigh[idx, np.argmin(best_f[neigh], axis=1)]]
+
+
+def _absorb_at_walls(
+    x: np.ndarray, v: np.ndarray, lo: np.ndarray, hi: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Put positions outside the box back on the wall and zero those velocity components."""
+    outside = (x < lo) | (x > hi)
+    v[outside] = 0.0
+    return np.clip(x, lo, hi), v
 
 
 def particle_swarm(
@@ -177,7 +206,7 @@ def particle_swarm(
     Examples
     --------
     >>> import numpy as np
-    >>> from bayesjoint.search import particle_swarm
+    >>> from bayesjoint.inference import particle_swarm
     >>> res = particle_swarm(lambda x: float(np.sum((x - 0.3) ** 2)), [(-1.0, 1.0)] * 2,
     ...                      random_seed=0)
     >>> np.round(res.x, 4)
@@ -188,17 +217,10 @@ def particle_swarm(
         raise ValueError(f"topology must be 'ring' or 'global', got {topology!r}")
     if n_particles < 2 or iterations < 0:
         raise ValueError("particle_swarm needs n_particles >= 2 and iterations >= 0")
-    rng, _ = _rng_and_seed(random_seed)
+    rng, _ = rng_and_seed(random_seed)
     lo, hi = box[:, 0], box[:, 1]
     d = box.shape[0]
-    evaluations = 0
-
-    def evaluate(points: np.ndarray) -> np.ndarray:
-        nonlocal evaluations
-        evaluations += len(points)
-        out = np.array([float(fun(p)) for p in points])
-        return np.where(np.isfinite(out), out, np.inf)
-
+    evaluate = _CountedObjective(fun)
     x = lo + (hi - lo) * qmc.LatinHypercube(d=d, rng=rng).random(n_particles)
     v = (hi - lo) * rng.uniform(-0.5, 0.5, size=(n_particles, d))
     best_x, best_f = x.copy(), evaluate(x)
@@ -207,18 +229,10 @@ def particle_swarm(
     stale = 0
     done = 0
     for done in range(1, iterations + 1):
-        if topology == "global":
-            leader = np.broadcast_to(best_x[np.argmin(best_f)], x.shape)
-        else:
-            idx = np.arange(n_particles)
-            neigh = np.stack([(idx - 1) % n_particles, idx, (idx + 1) % n_particles], axis=1)
-            leader = best_x[neigh[idx, np.argmin(best_f[neigh], axis=1)]]
+        leader = _swarm_leaders(best_x, best_f, topology)
         r1, r2 = rng.random((2, n_particles, d))
         v = inertia * v + cognitive * r1 * (best_x - x) + social * r2 * (leader - x)
-        x = x + v
-        outside = (x < lo) | (x > hi)
-        x = np.clip(x, lo, hi)
-        v[outside] = 0.0
+        x, v = _absorb_at_walls(x + v, v, lo, hi)
         f = evaluate(x)
         better = f < best_f
         best_x[better], best_f[better] = x[better], f[better]
@@ -236,7 +250,7 @@ def particle_swarm(
         positions=best_x,
         values=best_f,
         early_positions=early_x,
-        n_evaluations=evaluations,
+        n_evaluations=evaluate.count,
         n_iterations=done,
     )
 
@@ -267,7 +281,7 @@ def finite_difference_hessian(
     Examples
     --------
     >>> import numpy as np
-    >>> from bayesjoint.search import finite_difference_hessian
+    >>> from bayesjoint.inference import finite_difference_hessian
     >>> a = np.array([[2.0, 0.5], [0.5, 1.0]])
     >>> np.round(finite_difference_hessian(lambda x: a @ x, np.zeros(2)), 8)
     array([[2. , 0.5],
@@ -309,7 +323,7 @@ def laplace_log_mass(log_density: float, hessian: Any) -> float:
     Examples
     --------
     >>> import numpy as np
-    >>> from bayesjoint.search import laplace_log_mass
+    >>> from bayesjoint.inference import laplace_log_mass
     >>> # the unnormalized N(0, 2^2) density exp(-x^2/8) has mass sqrt(2 pi) * 2
     >>> round(laplace_log_mass(0.0, [[0.25]]) - float(np.log(np.sqrt(2 * np.pi) * 2.0)), 12)
     0.0
@@ -351,7 +365,7 @@ def log_posterior(problem: Any) -> LogPosterior:
     Examples
     --------
     >>> import bayesjoint as bj
-    >>> from bayesjoint.search import log_posterior
+    >>> from bayesjoint.inference import log_posterior
     >>> x = bj.Parameter("x", prior=bj.priors.Normal(0.0, 1.0))
     >>> a = bj.Modality("a", physics=bj.physics.Linear([[1.0]], input="x"), data=[0.5],
     ...                 noise=bj.noise.Gaussian(1.0))
@@ -414,7 +428,7 @@ class LogPosterior:
     Examples
     --------
     >>> import bayesjoint as bj
-    >>> from bayesjoint.search import LogPosterior
+    >>> from bayesjoint.inference import LogPosterior
     >>> x = bj.Parameter("x", prior=bj.priors.Uniform(0.0, 2.0))
     >>> a = bj.Modality("a", physics=lambda m: m["x"][None], data=[1.0],
     ...                 noise=bj.noise.Gaussian(0.5))
@@ -608,47 +622,17 @@ class LogPosterior:
         """
         given = dict(bounds or {})
         for name in given:
-            if name in self.free_names:
-                continue
-            if f"{name}_white" in self.free_names:
-                raise ValueError(
-                    f"bounds[{name!r}]: {name!r} is a whitened field computed from "
-                    f"'{name}_white'; a box on the field is not a box on its white noise, so "
-                    f"give bounds on '{name}_white' in standard-normal units, e.g. (-4, 4)"
-                )
-            raise ValueError(
-                f"bounds[{name!r}]: not a free variable of the model; give bounds for "
-                f"{self.free_names}"
-            )
+            self._check_bound_name(name)
         box = np.empty((self.size, 2))
         missing = [n for n in self.free_names if n not in given]
         if missing:
-            rng, _ = _rng_and_seed(random_seed)
+            rng, _ = rng_and_seed(random_seed)
             rvs = [self.model[n] for n in missing]
             draws = pm.draw(rvs, draws=n_prior_draws, random_seed=rng)
             draws = draws if isinstance(draws, list | tuple) else [draws]
             for name, sample in zip(missing, draws, strict=True):
                 sample = np.asarray(sample, dtype=float).reshape(n_prior_draws, -1)
-                if self.transforms[name] is None or isinstance(
-                    self.transforms[name], _MONOTONE_TRANSFORMS
-                ):
-                    # quantiles commute with increasing element-wise maps
-                    pair = np.quantile(sample, [0.0005, 0.9995], axis=0)
-                    if np.all(pair[1] > pair[0]):
-                        edges = pair.reshape((2, *self.shapes[name]))
-                        box[self.slices[name]] = self._map_bounds(name, edges)
-                        continue
-                start = self.initvals(self.x0)
-                flat = np.array(
-                    [
-                        self.to_flat({**start, name: row.reshape(self.shapes[name])})[
-                            self.slices[name]
-                        ]
-                        for row in sample
-                    ]
-                )
-                box[self.slices[name], 0] = np.quantile(flat, 0.0005, axis=0)
-                box[self.slices[name], 1] = np.quantile(flat, 0.9995, axis=0)
+                box[self.slices[name]] = self._prior_interval(name, sample)
         for name, pair in given.items():
             box[self.slices[name]] = self._map_bounds(name, pair)
         bad = ~(box[:, 1] > box[:, 0]) | ~np.isfinite(box).all(axis=1)
@@ -658,6 +642,38 @@ class LogPosterior:
                 "finite bounds with lower < upper inside each prior's support"
             )
         return box
+
+    def _check_bound_name(self, name: str) -> None:
+        """Raise unless ``name`` is a free variable (naming the fix for a whitened field)."""
+        if name in self.free_names:
+            return
+        if f"{name}_white" in self.free_names:
+            raise ValueError(
+                f"bounds[{name!r}]: {name!r} is a whitened field computed from "
+                f"'{name}_white'; a box on the field is not a box on its white noise, so "
+                f"give bounds on '{name}_white' in standard-normal units, e.g. (-4, 4)"
+            )
+        raise ValueError(
+            f"bounds[{name!r}]: not a free variable of the model; give bounds for {self.free_names}"
+        )
+
+    def _prior_interval(self, name: str, sample: np.ndarray) -> np.ndarray:
+        """Return the central 99.9 % interval in ``u`` of prior draws (n, k) of ``name``, (k, 2)."""
+        if self.transforms[name] is None or isinstance(self.transforms[name], _MONOTONE_TRANSFORMS):
+            # quantiles commute with increasing element-wise maps
+            pair = np.quantile(sample, [0.0005, 0.9995], axis=0)
+            if np.all(pair[1] > pair[0]):
+                return self._map_bounds(name, pair.reshape((2, *self.shapes[name])))
+        start = self.initvals(self.x0)
+        flat = np.array(
+            [
+                self.to_flat({**start, name: row.reshape(self.shapes[name])})[self.slices[name]]
+                for row in sample
+            ]
+        )
+        return np.stack(
+            [np.quantile(flat, 0.0005, axis=0), np.quantile(flat, 0.9995, axis=0)], axis=-1
+        )
 
     def _map_bounds(self, name: str, pair: Any) -> np.ndarray:
         try:
@@ -866,6 +882,35 @@ class SearchResult:
         return xr.Dataset(data, coords=coords)
 
 
+def _local_length_scale(target: LogPosterior, x0: np.ndarray) -> np.ndarray:
+    """Return the local length scale of ``−log p`` at ``x0`` per coordinate (see local_descent).
+
+    ``1/√|H_jj|`` from central differences of the gradient for ``d ≤ 50``; for larger ``d`` one
+    common ``1/√|vᵀHv|`` along the unit gradient ``v``. Coordinates without curvature get 1.
+    """
+    d = x0.size
+    if d <= 50:
+        h = 1e-4 * np.maximum(1.0, np.abs(x0))
+        curvature = np.empty(d)
+        for j in range(d):
+            e = np.zeros(d)
+            e[j] = h[j]
+            curvature[j] = -(target.dlogp(x0 + e)[j] - target.dlogp(x0 - e)[j]) / (2.0 * h[j])
+        size = np.abs(curvature)  # a concave start still has a local length scale
+        return np.where(size > 0, 1.0 / np.sqrt(np.where(size > 0, size, 1.0)), 1.0)
+    g = target.dlogp(x0)
+    norm = float(np.linalg.norm(g))
+    scale = np.ones(d)
+    if norm > 0:
+        v = g / norm
+        step = 1e-4 * max(1.0, float(np.max(np.abs(x0))))
+        hv = -(target.dlogp(x0 + step * v) - target.dlogp(x0 - step * v)) / (2.0 * step)
+        along = abs(float(v @ hv))
+        if along > 0:
+            scale[:] = 1.0 / math.sqrt(along)
+    return scale
+
+
 def local_descent(
     target: LogPosterior, x0: Any, box: np.ndarray | None = None, maxiter: int = 1000
 ) -> tuple[np.ndarray, float]:
@@ -902,7 +947,7 @@ def local_descent(
     --------
     >>> import numpy as np
     >>> import bayesjoint as bj
-    >>> from bayesjoint.search import local_descent, log_posterior
+    >>> from bayesjoint.inference import local_descent, log_posterior
     >>> x = bj.Parameter("x", prior=bj.priors.Normal(0.0, 3.0))
     >>> sq = bj.Modality("sq", physics=lambda m: (m["x"] ** 2)[None], data=[4.0],
     ...                  noise=bj.noise.Gaussian(0.2))
@@ -914,26 +959,7 @@ def local_descent(
     if box is not None:
         x0 = np.clip(x0, box[:, 0], box[:, 1])
     d = x0.size
-    h = 1e-4 * np.maximum(1.0, np.abs(x0))
-    if d <= 50:
-        curvature = np.empty(d)
-        for j in range(d):
-            e = np.zeros(d)
-            e[j] = h[j]
-            curvature[j] = -(target.dlogp(x0 + e)[j] - target.dlogp(x0 - e)[j]) / (2.0 * h[j])
-        size = np.abs(curvature)  # a concave start still has a local length scale
-        scale = np.where(size > 0, 1.0 / np.sqrt(np.where(size > 0, size, 1.0)), 1.0)
-    else:
-        g = target.dlogp(x0)
-        norm = float(np.linalg.norm(g))
-        scale = np.ones(d)
-        if norm > 0:
-            v = g / norm
-            step = 1e-4 * max(1.0, float(np.max(np.abs(x0))))
-            hv = -(target.dlogp(x0 + step * v) - target.dlogp(x0 - step * v)) / (2.0 * step)
-            along = abs(float(v @ hv))
-            if along > 0:
-                scale[:] = 1.0 / math.sqrt(along)
+    scale = _local_length_scale(target, x0)
 
     def fun(y: np.ndarray) -> tuple[float, np.ndarray]:
         value, grad = target.objective_and_gradient(x0 + scale * y)
@@ -959,6 +985,139 @@ def _barrier(target: LogPosterior, a: np.ndarray, b: np.ndarray, n_line: int) ->
     ts = np.linspace(0.0, 1.0, n_line)[1:-1]
     inner = max(target.objective(a + t * (b - a)) for t in ts)
     return inner - max(fa, fb)
+
+
+def _starting_points(
+    target: LogPosterior,
+    box: np.ndarray,
+    methods: tuple[str, ...],
+    n_starts: int,
+    maxiter: int,
+    popsize: int,
+    n_particles: int,
+    rng: np.random.Generator,
+) -> list[tuple[np.ndarray, str]]:
+    """Return the starts of the local optimizations, each with the generator that proposed it.
+
+    The model's initial point, the global searchers' best points, the swarm's early personal
+    bests and a Latin-hypercube design (see :func:`find_modes`).
+    """
+    starts: list[tuple[np.ndarray, str]] = [
+        (np.clip(target.x0, box[:, 0], box[:, 1]), "initial_point")
+    ]
+    if "differential_evolution" in methods:
+        res = scipy.optimize.differential_evolution(
+            target.objective,
+            box,
+            maxiter=maxiter,
+            popsize=popsize,
+            polish=False,
+            rng=rng,
+            tol=1e-8,
+        )
+        starts.append((np.asarray(res.x, dtype=float), "differential_evolution"))
+    if "particle_swarm" in methods:
+        swarm = particle_swarm(
+            target.objective, box, n_particles=n_particles, iterations=maxiter, random_seed=rng
+        )
+        starts.append((swarm.x, "particle_swarm"))
+        starts.extend((p, "particle_swarm") for p in swarm.early_positions)
+    if n_starts:
+        starts.extend((p, "multi_start") for p in target.design(box, n_starts, rng))
+    return starts
+
+
+def _local_optima(
+    target: LogPosterior,
+    starts: Sequence[tuple[np.ndarray, str]],
+    box: np.ndarray,
+    local_maxiter: int,
+) -> list[tuple[float, np.ndarray, str]]:
+    """Return ``(−log p, x, origin)`` of every finite local optimum, lowest ``−log p`` first."""
+    optima = []
+    for x0, origin in starts:
+        x, fx = local_descent(target, x0, box, local_maxiter)
+        if fx < _BIG:
+            optima.append((fx, x, origin))
+    if not optima:
+        raise ValueError(
+            "every local optimization ended where the log posterior is -inf; check the bounds "
+            "against the priors' supports"
+        )
+    optima.sort(key=lambda item: item[0])
+    return optima
+
+
+def _new_mode(target: LogPosterior, x: np.ndarray, fx: float, box: np.ndarray) -> Mode:
+    """Return the :class:`Mode` at the optimum ``x`` (``fx = −log p``), with its Laplace mass."""
+    hess = target.hessian(x)
+    log_post = -fx
+    width = box[:, 1] - box[:, 0]
+    at_bound = bool(np.any((x - box[:, 0] < 1e-6 * width) | (box[:, 1] - x < 1e-6 * width)))
+    return Mode(
+        location=target.latent(x),
+        value=x,
+        log_posterior=log_post,
+        hessian=hess,
+        log_mass=laplace_log_mass(log_post, hess),
+        at_bound=at_bound,
+        initvals=target.initvals(x),
+    )
+
+
+def _cluster_optima(
+    target: LogPosterior,
+    optima: Sequence[tuple[float, np.ndarray, str]],
+    box: np.ndarray,
+    min_barrier: float,
+) -> list[Mode]:
+    """Group the local optima (best first) into distinct modes, with their hits and origins.
+
+    An optimum joins one of the three nearest modes when it is within one posterior sd of it or
+    no barrier higher than ``min_barrier`` nats separates them; otherwise it is a new mode.
+    """
+    clusters: list[dict[str, Any]] = []
+    for fx, x, origin in optima:
+        home = None
+        ranked = sorted(clusters, key=lambda c: c["mode"].distance(x))
+        for cluster in ranked[:3]:
+            if cluster["mode"].distance(x) < 1.0 or (
+                _barrier(target, cluster["mode"].value, x, 17) < min_barrier
+            ):
+                home = cluster
+                break
+        if home is not None:
+            home["hits"] += 1
+            home["found_by"].add(origin)
+            continue
+        clusters.append({"mode": _new_mode(target, x, fx, box), "hits": 1, "found_by": {origin}})
+    modes = []
+    for cluster in clusters:
+        mode = cluster["mode"]
+        mode.hits = cluster["hits"]
+        mode.found_by = tuple(sorted(cluster["found_by"]))
+        modes.append(mode)
+    return modes
+
+
+def _weigh_modes(modes: list[Mode]) -> tuple[list[Mode], np.ndarray]:
+    """Set each mode's normalized Laplace weight; return the modes and weights, largest first.
+
+    Modes without a finite mass get weight NaN and come last, by log posterior density.
+    """
+    log_mass = np.array([m.log_mass for m in modes])
+    finite = np.isfinite(log_mass)
+    weights = np.full(len(modes), np.nan)
+    if finite.any():
+        shifted = np.exp(log_mass[finite] - np.max(log_mass[finite]))
+        weights[finite] = shifted / shifted.sum()
+    for mode, weight in zip(modes, weights, strict=True):
+        mode.weight = float(weight)
+    order = sorted(
+        range(len(modes)),
+        key=lambda k: (-np.nan_to_num(weights[k], nan=-1.0), -modes[k].log_posterior),
+    )
+    return [modes[k] for k in order], weights[order]
 
 
 def find_modes(
@@ -1016,7 +1175,7 @@ def find_modes(
     Each mode ``k`` at ``u_k`` with Hessian ``H_k`` of ``−log p`` gets the Laplace mass
     ``M_k = p(u_k) (2π)^{d/2} |H_k|^{-1/2}`` (:func:`laplace_log_mass`) and the weight
     ``w_k = M_k / Σ_j M_j``. This is exact for Gaussian peaks; for skewed peaks it is a first
-    answer that :func:`bayesjoint.multimodal.sample_from_modes` refines by bridge sampling.
+    answer that :func:`bayesjoint.inference.sample_from_modes` refines by bridge sampling.
     Differential evolution (Storn & Price 1997, J. Global Optim. 11, 341–359) and the swarm find
     the global basin reliably but collapse onto it; the other basins come from local
     optimizations started at the swarm's early personal bests (after ``early`` iterations, still
@@ -1029,7 +1188,7 @@ def find_modes(
     --------
     >>> import numpy as np
     >>> import bayesjoint as bj
-    >>> from bayesjoint.search import find_modes
+    >>> from bayesjoint.inference import find_modes
     >>> x = bj.Parameter("x", prior=bj.priors.Normal(0.0, 3.0))
     >>> sq = bj.Modality("sq", physics=lambda m: (m["x"] ** 2)[None], data=[4.0],
     ...                  noise=bj.noise.Gaussian(0.2))
@@ -1047,92 +1206,15 @@ def find_modes(
         raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
     if n_starts < 0 or min_barrier <= 0:
         raise ValueError("find_modes needs n_starts >= 0 and min_barrier > 0")
-    rng, seed = _rng_and_seed(random_seed)
+    rng, seed = rng_and_seed(random_seed)
     evaluations_before = target.n_evaluations
     box = target.bounds(bounds, random_seed=rng)
-    starts: list[tuple[np.ndarray, str]] = [
-        (np.clip(target.x0, box[:, 0], box[:, 1]), "initial_point")
-    ]
-    if "differential_evolution" in methods:
-        res = scipy.optimize.differential_evolution(
-            target.objective,
-            box,
-            maxiter=maxiter,
-            popsize=popsize,
-            polish=False,
-            rng=rng,
-            tol=1e-8,
-        )
-        starts.append((np.asarray(res.x, dtype=float), "differential_evolution"))
-    if "particle_swarm" in methods:
-        swarm = particle_swarm(
-            target.objective, box, n_particles=n_particles, iterations=maxiter, random_seed=rng
-        )
-        starts.append((swarm.x, "particle_swarm"))
-        starts.extend((p, "particle_swarm") for p in swarm.early_positions)
-    if n_starts:
-        starts.extend((p, "multi_start") for p in target.design(box, n_starts, rng))
-    optima = []
-    for x0, origin in starts:
-        x, fx = local_descent(target, x0, box, local_maxiter)
-        if fx < _BIG:
-            optima.append((fx, x, origin))
-    if not optima:
-        raise ValueError(
-            "every local optimization ended where the log posterior is -inf; check the bounds "
-            "against the priors' supports"
-        )
-    optima.sort(key=lambda item: item[0])
-    clusters: list[dict[str, Any]] = []
-    for fx, x, origin in optima:
-        home = None
-        ranked = sorted(clusters, key=lambda c: c["mode"].distance(x))
-        for cluster in ranked[:3]:
-            if cluster["mode"].distance(x) < 1.0 or (
-                _barrier(target, cluster["mode"].value, x, 17) < min_barrier
-            ):
-                home = cluster
-                break
-        if home is not None:
-            home["hits"] += 1
-            home["found_by"].add(origin)
-            continue
-        hess = target.hessian(x)
-        log_post = -fx
-        width = box[:, 1] - box[:, 0]
-        at_bound = bool(np.any((x - box[:, 0] < 1e-6 * width) | (box[:, 1] - x < 1e-6 * width)))
-        mode = Mode(
-            location=target.latent(x),
-            value=x,
-            log_posterior=log_post,
-            hessian=hess,
-            log_mass=laplace_log_mass(log_post, hess),
-            at_bound=at_bound,
-            initvals=target.initvals(x),
-        )
-        clusters.append({"mode": mode, "hits": 1, "found_by": {origin}})
-    modes = []
-    for cluster in clusters:
-        mode = cluster["mode"]
-        mode.hits = cluster["hits"]
-        mode.found_by = tuple(sorted(cluster["found_by"]))
-        modes.append(mode)
-    log_mass = np.array([m.log_mass for m in modes])
-    finite = np.isfinite(log_mass)
-    weights = np.full(len(modes), np.nan)
-    if finite.any():
-        shifted = np.exp(log_mass[finite] - np.max(log_mass[finite]))
-        weights[finite] = shifted / shifted.sum()
-    for mode, weight in zip(modes, weights, strict=True):
-        mode.weight = float(weight)
-    order = sorted(
-        range(len(modes)),
-        key=lambda k: (-np.nan_to_num(weights[k], nan=-1.0), -modes[k].log_posterior),
-    )
-    modes = [modes[k] for k in order]
+    starts = _starting_points(target, box, methods, n_starts, maxiter, popsize, n_particles, rng)
+    optima = _local_optima(target, starts, box, local_maxiter)
+    modes, weights = _weigh_modes(_cluster_optima(target, optima, box, min_barrier))
     result = SearchResult(
         modes=modes,
-        weights=weights[order],
+        weights=weights,
         target=target,
         bounds=box,
         n_evaluations=target.n_evaluations - evaluations_before,

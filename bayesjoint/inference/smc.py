@@ -10,8 +10,9 @@ from typing import Any
 import arviz as az
 import pymc as pm
 
-from bayesjoint.inference.multistart import _provenance_for
-from bayesjoint.inference.search import _model_of, _rng_and_seed
+from bayesjoint._random import rng_and_seed
+from bayesjoint.inference.multistart import _provenance_for, _with_log_likelihood
+from bayesjoint.inference.search import _model_of
 from bayesjoint.io import attach_provenance
 
 __all__ = [
@@ -79,7 +80,7 @@ def sample_smc(
     --------
     >>> import numpy as np
     >>> import bayesjoint as bj
-    >>> from bayesjoint.multimodal import sample_smc
+    >>> from bayesjoint.inference import sample_smc
     >>> x = bj.Parameter("x", prior=bj.priors.Normal(0.0, 3.0))
     >>> sq = bj.Modality("sq", physics=lambda m: (m["x"] ** 2)[None], data=[4.0],
     ...                  noise=bj.noise.Gaussian(0.2))
@@ -94,10 +95,9 @@ def sample_smc(
         raise ValueError(f"kernel must be 'IMH' or 'MH', got {kernel!r}")
     if draws < 10 or chains < 1:
         raise ValueError("sample_smc needs draws >= 10 and chains >= 1")
-    _, seed = _rng_and_seed(random_seed)
+    _, seed = rng_and_seed(random_seed)
     model = _model_of(problem)
-    idata_kwargs = dict(kwargs.pop("idata_kwargs", None) or {})
-    idata_kwargs.setdefault("log_likelihood", True)
+    idata_kwargs = _with_log_likelihood(kwargs)
     kwargs.setdefault("compute_convergence_checks", False)
     with model:
         idata = pm.sample_smc(

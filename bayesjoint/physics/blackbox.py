@@ -52,9 +52,9 @@ def finite_difference_vjp(
     Notes
     -----
     ``g_i = Σ_k c_k (fn_k(x + h_i e_i) − fn_k(x − h_i e_i)) / (2 h_i)``: 2 n calls of ``fn`` for
-    ``n = x.size``. Truncation error O(h² fn''') plus round-off O(eps |fn| / h); the default step
-    balances them (Nocedal & Wright 2006, *Numerical Optimization*, §8.1), giving a relative
-    error near ``eps^(2/3) ≈ 4e-11`` for a smooth, well-scaled ``fn``.
+    ``n = x.size``. Truncation error ``O(h² fn''')`` plus round-off ``O(eps |fn| / h)``; the
+    default step balances them (Nocedal & Wright 2006, *Numerical Optimization*, §8.1), giving a
+    relative error near ``eps^(2/3) ≈ 4e-11`` for a smooth, well-scaled ``fn``.
 
     Examples
     --------

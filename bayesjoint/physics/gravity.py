@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from bayesjoint.grid import Grid
+from bayesjoint.grid import Grid, as_points
 from bayesjoint.physics.linear import Linear
 
 __all__ = ["G", "Gravity", "gravity_sensitivity", "prism_gz", "sphere_gz"]
@@ -32,18 +32,7 @@ _CHUNK_ELEMENTS = 2**16
 # ----------------------------------------------------------------------------------------------
 def _as_points(points: Any, name: str, ncols: tuple[int, ...] = (3,)) -> np.ndarray:
     """Return ``points`` as a finite float array of shape (n, k) with k in ``ncols``."""
-    arr = np.asarray(points, dtype=float)
-    if arr.ndim == 1 and arr.size in ncols:
-        arr = arr[None, :]
-    if arr.ndim != 2 or arr.shape[1] not in ncols:
-        cols = " or ".join(str(c) for c in ncols)
-        raise ValueError(
-            f"{name} must have shape (n, {cols}) (one row per point: coordinates in metres, "
-            f"z up), got shape {arr.shape}"
-        )
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or inf; give finite coordinates in metres")
-    return arr
+    return as_points(points, name, ncols, "(one row per point: coordinates in metres, z up)")
 
 
 def _as_bounds(bounds: Any, name: str = "bounds", ncols: int = 6) -> np.ndarray:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from bayesjoint.grid import Grid
+from bayesjoint.grid import Grid, as_points
 from bayesjoint.physics.linear import Linear
 
 __all__ = ["TravelTime", "ray_lengths"]
@@ -22,17 +22,10 @@ _CHUNK_POINTS = 1 << 21
 
 def _check_points(points: Any, ndim: int, name: str) -> np.ndarray:
     """Return ``points`` as a finite float array of shape (n, ndim)."""
-    arr = np.asarray(points, dtype=float)
-    if arr.ndim == 1:
-        arr = arr[None, :]
-    if arr.ndim != 2 or arr.shape[1] != ndim:
-        raise ValueError(
-            f"{name} must have shape (n_rays, {ndim}) (one coordinate per grid axis, in the "
-            f"grid's axis order) or ({ndim},) for a single point, got shape {np.shape(points)}"
-        )
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or inf coordinates; give finite positions in metres")
-    return arr
+    layout = (
+        f"(one coordinate per grid axis, in the grid's axis order) or ({ndim},) for a single point"
+    )
+    return as_points(points, name, (ndim,), layout, rows="n_rays")
 
 
 def _clip_to_box(
@@ -51,6 +44,53 @@ def _clip_to_box(
     t_in = np.maximum(0.0, tmin.max(axis=1))
     t_out = np.minimum(1.0, tmax.min(axis=1))
     return t_in, t_out
+
+
+def _ray_ends(sources: Any, receivers: Any, ndim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return sources and receivers checked and broadcast to one row per ray, (n_rays, ndim)."""
+    src = _check_points(sources, ndim, "sources")
+    rec = _check_points(receivers, ndim, "receivers")
+    if src.shape[0] != rec.shape[0] and 1 not in (src.shape[0], rec.shape[0]):
+        raise ValueError(
+            f"sources ({src.shape[0]} rows) and receivers ({rec.shape[0]} rows) must have the "
+            "same number of rows (one per ray) or one of them a single point; for all pairs use "
+            "np.repeat(sources, n_rec, axis=0) and np.tile(receivers, (n_src, 1))"
+        )
+    n_rays = max(src.shape[0], rec.shape[0])
+    return np.broadcast_to(src, (n_rays, ndim)), np.broadcast_to(rec, (n_rays, ndim))
+
+
+def _segments(
+    a: np.ndarray,
+    dd: np.ndarray,
+    ti: np.ndarray,
+    to: np.ndarray,
+    edges: list[np.ndarray],
+    shape: tuple[int, ...],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return the cells crossed by rays ``a + t dd``, ``ti ≤ t ≤ to`` (a chunk of rays).
+
+    Returns the ray (row in the chunk), the flat C-order cell index and the fraction ``Δt`` of
+    the ray's length of every non-empty segment between consecutive grid-plane crossings.
+    """
+    parts = [ti, to]
+    for ax, e in enumerate(edges):
+        da = dd[:, ax, None]
+        parallel = da == 0.0
+        t_ax = (e[None, :] - a[:, ax, None]) / np.where(parallel, 1.0, da)
+        parts.append(np.where(parallel, ti, t_ax))
+    t = np.clip(np.concatenate(parts, axis=1), ti, to)
+    t.sort(axis=1)
+    dt = np.diff(t, axis=1)
+    keep = dt > 0.0
+    r_local, k = np.nonzero(keep)
+    t_mid = 0.5 * (t[r_local, k] + t[r_local, k + 1])
+    flat = np.zeros(r_local.size, dtype=np.int64)
+    for ax, e in enumerate(edges):
+        coord = a[r_local, ax] + t_mid * dd[r_local, ax]
+        cell = np.clip(np.searchsorted(e, coord, side="right") - 1, 0, shape[ax] - 1)
+        flat = flat * shape[ax] + cell
+    return r_local, flat, dt[keep]
 
 
 def ray_lengths(grid: Grid, sources: Any, receivers: Any) -> sp.csr_matrix:
@@ -111,20 +151,9 @@ def ray_lengths(grid: Grid, sources: Any, receivers: Any) -> sp.csr_matrix:
     """
     if not isinstance(grid, Grid):
         raise TypeError(f"grid must be a bayesjoint.Grid, got {type(grid).__name__}")
-    ndim = grid.ndim
-    src = _check_points(sources, ndim, "sources")
-    rec = _check_points(receivers, ndim, "receivers")
-    if src.shape[0] != rec.shape[0] and 1 not in (src.shape[0], rec.shape[0]):
-        raise ValueError(
-            f"sources ({src.shape[0]} rows) and receivers ({rec.shape[0]} rows) must have the "
-            "same number of rows (one per ray) or one of them a single point; for all pairs use "
-            "np.repeat(sources, n_rec, axis=0) and np.tile(receivers, (n_src, 1))"
-        )
-    n_rays = max(src.shape[0], rec.shape[0])
-    src = np.broadcast_to(src, (n_rays, ndim))
-    rec = np.broadcast_to(rec, (n_rays, ndim))
+    src, rec = _ray_ends(sources, receivers, grid.ndim)
+    n_rays = src.shape[0]
     edges = [grid.edges[name] for name in grid.dims]
-    shape = grid.shape
     lo = np.array([e[0] for e in edges])
     hi = np.array([e[-1] for e in edges])
 
@@ -138,28 +167,12 @@ def ray_lengths(grid: Grid, sources: Any, receivers: Any) -> sp.csr_matrix:
     rows, cols, vals = [], [], []
     for start in range(0, hit.size, chunk):
         idx = hit[start : start + chunk]
-        a, dd = src[idx], d[idx]
-        ti, to = t_in[idx, None], t_out[idx, None]
-        parts = [ti, to]
-        for ax, e in enumerate(edges):
-            da = dd[:, ax, None]
-            parallel = da == 0.0
-            t_ax = (e[None, :] - a[:, ax, None]) / np.where(parallel, 1.0, da)
-            parts.append(np.where(parallel, ti, t_ax))
-        t = np.clip(np.concatenate(parts, axis=1), ti, to)
-        t.sort(axis=1)
-        dt = np.diff(t, axis=1)
-        keep = dt > 0.0
-        r_local, k = np.nonzero(keep)
-        t_mid = 0.5 * (t[r_local, k] + t[r_local, k + 1])
-        flat = np.zeros(r_local.size, dtype=np.int64)
-        for ax, e in enumerate(edges):
-            coord = a[r_local, ax] + t_mid * dd[r_local, ax]
-            cell = np.clip(np.searchsorted(e, coord, side="right") - 1, 0, shape[ax] - 1)
-            flat = flat * shape[ax] + cell
+        r_local, flat, dt = _segments(
+            src[idx], d[idx], t_in[idx, None], t_out[idx, None], edges, grid.shape
+        )
         rows.append(idx[r_local])
         cols.append(flat)
-        vals.append(dt[keep] * length[idx[r_local]])
+        vals.append(dt * length[idx[r_local]])
 
     if rows:
         row = np.concatenate(rows)
