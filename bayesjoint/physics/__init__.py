@@ -17,7 +17,7 @@ from bayesjoint.physics.magnetics import (
     prism_field,
     prism_total_field,
 )
-from bayesjoint.physics.ode import GeneExpression, rk4
+from bayesjoint.physics.ode import ODE, GeneExpression, rk4, solve_ode
 from bayesjoint.physics.resistivity import (
     Schlumberger,
     Wenner,
@@ -35,6 +35,7 @@ from bayesjoint.physics.waveform import (
 )
 
 __all__ = [
+    "ODE",
     "BlackBox",
     "ConvolutionalSeismogram",
     "Function",
@@ -63,6 +64,7 @@ __all__ = [
     "ricker",
     "rk4",
     "schlumberger",
+    "solve_ode",
     "sphere_gz",
     "wenner",
 ]

@@ -30,10 +30,23 @@ def as_matrix(matrix: Any, what: str) -> np.ndarray | sp.csr_matrix:
     return mat
 
 
+#: A sparse operator with at most this many entries (m · n) enters the compiled graph as a dense
+#: matrix: a dense BLAS product of that size costs a few microseconds, while pytensor's sparse
+#: product and its gradient cost about 30 µs per evaluation whatever the size (measured with
+#: pytensor 2.38: a 20 × 128 point-sampling operator made a whole model's gradient 2× slower).
+SMALL_DENSE_ENTRIES = 2**16
+
+
 def symbolic_matvec(matrix: np.ndarray | sp.csr_matrix, vector: Any) -> Any:
-    """Return the pytensor product ``matrix @ vector`` for a constant dense or sparse matrix."""
+    """Return the pytensor product ``matrix @ vector`` for a constant dense or sparse matrix.
+
+    A sparse matrix stays sparse in the graph unless it has at most ``SMALL_DENSE_ENTRIES``
+    entries, where the dense product is faster.
+    """
     if sp.issparse(matrix):
-        return pts.structured_dot(pts.as_sparse_variable(matrix), vector[:, None])[:, 0]
+        if matrix.shape[0] * matrix.shape[1] > SMALL_DENSE_ENTRIES:
+            return pts.structured_dot(pts.as_sparse_variable(matrix), vector[:, None])[:, 0]
+        matrix = matrix.toarray()
     return pt.dot(pt.constant(matrix), vector)
 
 
@@ -43,7 +56,8 @@ class Linear(Physics):
     Parameters
     ----------
     matrix : array_like or scipy.sparse matrix, shape (n_out, n_in)
-        The operator ``A``. Sparse input stays sparse in the compiled graph.
+        The operator ``A``. Sparse input stays sparse in the compiled graph (unless it is small:
+        see ``symbolic_matvec``).
     input : str or sequence of str
         Name(s) of the latent variable(s) read. Several names are flattened (C order) and
         concatenated in the given order, so ``n_in`` is the sum of their sizes.

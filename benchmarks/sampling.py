@@ -1,0 +1,293 @@
+"""Benchmark the sampling routes against the limit (independent draws) and against plain PyMC.
+
+Rows (issue "fast by default"), measured side by side in one run, since the machine is shared and
+ratios count, not absolute times:
+
+* ``a_gradient_overhead``: one log-density-and-gradient evaluation of a two-modality
+  linear-Gaussian model built by bayesjoint against the same model written by hand in PyMC;
+* ``b_linear_gaussian``: that problem (128 parameters, a dense blur and 20 sparse points):
+  ``problem.sample()`` (the exact route) against numpy draws from the same Cholesky factor and
+  against hand-written PyMC NUTS, in ESS per second (draw time and InferenceData assembly time
+  reported apart);
+* ``c_learned_noise_sds``: the same problem with both noise sds learned (HalfNormal priors),
+  ``sample()`` (the collapsed route) against PyMC NUTS on the full model (see
+  ``benchmarks/collapsed.py`` for its correctness check against quadrature);
+* ``d_section``: a 20 × 10 density + slowness section seen by surface gravity and straight-ray
+  travel times, with a cross-gradient coupling: default ``sample()`` against ``"nuts-plain"``,
+  convergence figures of every cell.
+
+ESS is the minimum bulk ESS over the latent parameters (ArviZ, rank-normalized), per second of
+wall time of the whole call. Prints ONE JSON object to stdout.
+
+Usage::
+
+    python benchmarks/sampling.py            # full settings
+    python benchmarks/sampling.py --quick    # small settings (a smoke run, seconds to minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import sys
+import time
+import warnings
+from typing import Any
+
+import _machine
+import arviz as az
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+import scipy.linalg as sla
+
+import bayesjoint as bj
+from bayesjoint.validate import blur_and_points_problem
+
+SCHEMA = "bayesjoint-benchmark-sampling/1"
+SETTINGS = {
+    "full": {"n": 128, "points": 20, "draws": 1000, "tune": 1000, "chains": 4, "section": (20, 10)},
+    "quick": {"n": 32, "points": 8, "draws": 100, "tune": 100, "chains": 2, "section": (8, 4)},
+}
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Keep PyMC's and ArviZ's chatter off stdout (the JSON) and stderr."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        previous = logging.root.manager.disable
+        logging.disable(logging.WARNING)
+        try:
+            yield
+        finally:
+            logging.disable(previous)
+
+
+def _min_ess(idata: az.InferenceData, names: list[str]) -> dict[str, float]:
+    post = idata.posterior[names]
+    bulk = az.ess(post, method="bulk")
+    tail = az.ess(post, method="tail")
+    rhat = az.rhat(post)
+    return {
+        "ess_bulk_min": float(min(bulk[v].min() for v in names)),
+        "ess_tail_min": float(min(tail[v].min() for v in names)),
+        "rhat_max": float(max(rhat[v].max() for v in names)),
+    }
+
+
+def _hand_model(problem: bj.JointInversion, learned: bool = False) -> pm.Model:
+    """The blur-and-points problem written directly in PyMC (dense blur, dense point matrix)."""
+    blur, points = problem.modalities["blurred"], problem.modalities["points"]
+    a = np.asarray(blur.physics.matrix)
+    b = blur_points = points.physics.matrix
+    b = b.toarray() if hasattr(blur_points, "toarray") else np.asarray(blur_points)
+    n = a.shape[1]
+    with pm.Model() as model:
+        x = pm.Normal("x", 0.0, 0.1, shape=n)
+        sd_blur = pm.HalfNormal("blurred_sd", 0.1) if learned else 0.05
+        sd_points = pm.HalfNormal("points_sd", 0.1) if learned else 0.02
+        pm.Normal("blurred", pt.dot(a, x), sd_blur, observed=blur.data)
+        pm.Normal("points", pt.dot(b, x), sd_points, observed=points.data)
+    return model
+
+
+def _time_per_call(fn: Any, x: np.ndarray, repeat: int) -> float:
+    fn(x)
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(repeat):
+            fn(x)
+        times.append((time.perf_counter() - start) / repeat)
+    return float(np.median(times))
+
+
+def row_a(problem: bj.JointInversion, repeat: int) -> dict[str, Any]:
+    """Gradient overhead: bayesjoint's model against the hand-written one."""
+    out = {}
+    for label, model in (("bayesjoint", problem.model), ("pymc_by_hand", _hand_model(problem))):
+        fn = model.logp_dlogp_function(ravel_inputs=True)
+        fn.set_extra_values({})
+        size = sum(int(np.prod(v.shape)) for v in model.initial_point().values())
+        x = np.random.default_rng(0).normal(0.0, 0.1, size)
+        out[f"{label}_s"] = _time_per_call(fn, x, repeat)
+    out["ratio"] = out["bayesjoint_s"] / out["pymc_by_hand_s"]
+    return out
+
+
+def row_b(problem: bj.JointInversion, s: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Exact route vs numpy draws from the same factor vs hand-written PyMC NUTS."""
+    total = s["draws"] * s["chains"]
+    problem.sample(draws=10, chains=1, random_seed=seed, progressbar=False)  # compile once
+    start = time.perf_counter()
+    idata = problem.sample(
+        draws=s["draws"], chains=s["chains"], random_seed=seed, progressbar=False
+    )
+    wall = time.perf_counter() - start
+    stats = idata.sample_stats.attrs
+    ours = {**_min_ess(idata, ["x"]), "wall_s": wall, "route": idata.posterior.attrs["route"]}
+    ours["draw_s"], ours["assembly_s"] = stats["draw_time"], stats["assembly_time"]
+    ours["ess_per_s"] = ours["ess_bulk_min"] / wall
+    exact = problem.exact_posterior()
+    rng = np.random.default_rng(seed)
+    start = time.perf_counter()
+    chol = sla.cholesky(exact["cov"].values, lower=True)
+    draws = exact["mean"].values + rng.standard_normal((total, chol.shape[0])) @ chol.T
+    numpy_s = time.perf_counter() - start
+    numpy_row = {"wall_s": numpy_s, "ess": total, "ess_per_s": total / numpy_s}
+    numpy_row["check_max_abs_mean_error_in_sd"] = float(
+        np.max(np.abs(draws.mean(0) - exact["mean"].values) / exact["sd"].values)
+    )
+    with _quiet(), _hand_model(problem):
+        start = time.perf_counter()
+        hand = pm.sample(
+            draws=s["draws"],
+            tune=s["tune"],
+            chains=s["chains"],
+            cores=1,
+            random_seed=seed,
+            progressbar=False,
+            compute_convergence_checks=False,
+        )
+        hand_s = time.perf_counter() - start
+    hand_row = {**_min_ess(hand, ["x"]), "wall_s": hand_s}
+    hand_row["ess_per_s"] = hand_row["ess_bulk_min"] / hand_s
+    return {
+        "sample": ours,
+        "numpy_iid": numpy_row,
+        "pymc_nuts_by_hand": hand_row,
+        "ratio_to_numpy_iid": ours["ess_per_s"] / numpy_row["ess_per_s"],
+        "ratio_to_numpy_iid_draw_time_only": (ours["ess_bulk_min"] / ours["draw_s"])
+        / numpy_row["ess_per_s"],
+        "ratio_to_pymc_nuts": ours["ess_per_s"] / hand_row["ess_per_s"],
+    }
+
+
+def _learned(problem: bj.JointInversion) -> bj.JointInversion:
+    mods = [
+        bj.Modality(
+            m.name,
+            m.physics,
+            m.data,
+            bj.noise.Gaussian(bj.priors.HalfNormal(0.1)),
+        )
+        for m in problem.modalities.values()
+    ]
+    return bj.JointInversion(list(problem.latent.values()), mods)
+
+
+def row_c(problem: bj.JointInversion, s: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Both noise sds learned: sample() against PyMC NUTS on the full model."""
+    learned = _learned(problem)
+    names = ["x", "blurred_sd", "points_sd"]
+    with _quiet():
+        start = time.perf_counter()
+        idata = learned.sample(
+            draws=s["draws"], tune=s["tune"], chains=s["chains"], cores=1,
+            random_seed=seed, progressbar=False,
+        )  # fmt: skip
+        ours_s = time.perf_counter() - start
+    sd_names = [n for n in idata.posterior.data_vars if n.endswith("_sd")]
+    ours = {**_min_ess(idata, ["x", *sd_names]), "wall_s": ours_s}
+    ours["route"] = idata.posterior.attrs["route"]
+    ours["ess_per_s"] = ours["ess_bulk_min"] / ours_s
+    with _quiet(), _hand_model(problem, learned=True):
+        start = time.perf_counter()
+        hand = pm.sample(
+            draws=s["draws"], tune=s["tune"], chains=s["chains"], cores=1,
+            random_seed=seed, progressbar=False, compute_convergence_checks=False,
+        )  # fmt: skip
+        hand_s = time.perf_counter() - start
+    hand_row = {**_min_ess(hand, names), "wall_s": hand_s}
+    hand_row["ess_per_s"] = hand_row["ess_bulk_min"] / hand_s
+    return {"sample": ours, "pymc_nuts_by_hand": hand_row,
+            "ratio_to_pymc_nuts": ours["ess_per_s"] / hand_row["ess_per_s"]}  # fmt: skip
+
+
+def section_problem(nx: int, nz: int, seed: int) -> bj.JointInversion:
+    """A density + slowness section under gravity and travel times, with a cross-gradient."""
+    rng = np.random.default_rng(seed)
+    grid = bj.Grid.from_edges(x=np.linspace(0.0, 400.0, nx + 1), z=np.linspace(-200.0, 0.0, nz + 1))
+    xc, zc = np.meshgrid(grid.centers["x"], grid.centers["z"], indexing="ij")
+    body = ((xc - 200.0) / 80.0) ** 2 + ((zc + 90.0) / 45.0) ** 2 < 1.0
+    density_true = 300.0 * body
+    slowness_true = -2e-5 * body
+    stations = np.column_stack([np.linspace(0.0, 400.0, 2 * nx), np.full(2 * nx, 1.0)])
+    gravity = bj.physics.Gravity(grid, stations, input="density")
+    depths = -np.linspace(10.0, 190.0, nz)
+    sources = np.column_stack([np.zeros(nz), depths])
+    receivers = np.column_stack([np.full(nz, 400.0), depths])
+    src, rec = np.repeat(sources, nz, axis=0), np.tile(receivers, (nz, 1))
+    travel = bj.physics.TravelTime(grid, src, rec, input="slowness")
+    g = gravity(density=density_true)
+    t = travel(slowness=slowness_true)
+    sd_g, sd_t = 0.02 * np.abs(g).max(), 0.02 * np.abs(t).max()
+    fields = [
+        bj.Field("density", grid, bj.priors.GaussianField(200.0, 60.0), units="kg/m^3"),
+        bj.Field("slowness", grid, bj.priors.GaussianField(2e-5, 60.0), units="s/m"),
+    ]
+    modalities = [
+        bj.Modality("gravity", gravity, g + sd_g * rng.standard_normal(g.shape),
+                    bj.noise.Gaussian(sd_g)),
+        bj.Modality("travel_time", travel, t + sd_t * rng.standard_normal(t.shape),
+                    bj.noise.Gaussian(sd_t)),
+    ]  # fmt: skip
+    coupling = bj.CrossGradient("density", "slowness", name="cross_gradient")
+    return bj.JointInversion(fields, modalities, couplings=[coupling])
+
+
+def row_d(s: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The coupled section: default sample() against nuts-plain."""
+    out = {}
+    for method in ("auto", "nuts-plain"):
+        problem = section_problem(*s["section"], seed)
+        with _quiet():
+            start = time.perf_counter()
+            idata = problem.sample(
+                draws=s["draws"], tune=s["tune"], chains=s["chains"], cores=1,
+                random_seed=seed, progressbar=False, method=method,
+            )  # fmt: skip
+            wall = time.perf_counter() - start
+        row = {**_min_ess(idata, ["density", "slowness"]), "wall_s": wall}
+        row["route"] = idata.posterior.attrs["route"]
+        row["divergences"] = int(idata.sample_stats["diverging"].sum())
+        row["ess_per_s"] = row["ess_bulk_min"] / wall
+        out["sample" if method == "auto" else "nuts_plain"] = row
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small settings (smoke run)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--rows", default="abcd", help="which rows to run, e.g. 'ab'")
+    args = parser.parse_args(argv)
+    mode = "quick" if args.quick else "full"
+    s = SETTINGS[mode]
+    result: dict[str, Any] = {
+        "schema": SCHEMA,
+        "mode": mode,
+        "settings": s,
+        "machine": _machine.machine_info(["bayesjoint", "pymc", "pytensor", "numpy", "scipy"]),
+    }
+    problem = blur_and_points_problem(s["n"], n_points=s["points"], random_seed=args.seed)
+    with _quiet():
+        if "a" in args.rows:
+            result["a_gradient_overhead"] = row_a(problem, 200 if args.quick else 2000)
+        if "b" in args.rows:
+            result["b_linear_gaussian"] = row_b(problem, s, args.seed)
+    if "c" in args.rows:
+        result["c_learned_noise_sds"] = row_c(problem, s, args.seed)
+    if "d" in args.rows:
+        result["d_section"] = row_d(s, args.seed)
+    json.dump(result, sys.stdout, indent=1)
+    sys.stdout.write("\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""Sampling routes: the choice, the exact route against the closed form, the preconditioned NUTS.
+
+Tolerances: exact draws are independent, so a posterior mean's Monte Carlo standard error is
+``sd / √N`` and a sample sd's relative standard error is ``1 / √(2(N − 1))``; the checks allow 4
+of them (per parameter, 120 parameters: a false alarm has probability ≈ 120 · 6e-5 < 1 %). A
+sample correlation's standard error is ``(1 − ρ²) / √N``; 5 of them over the 7,140 pairs.
+"""
+
+from __future__ import annotations
+
+import arviz as az
+import numpy as np
+import pytest
+import scipy.integrate
+import scipy.stats
+
+import bayesjoint as bj
+from bayesjoint.inference.nuts import laplace_approximation
+from bayesjoint.inference.routes import ROUTES, choose_route
+from bayesjoint.validate import blur_and_points_problem
+
+SEED = 20261201
+DRAWS, CHAINS = 1000, 2
+
+
+@pytest.fixture(scope="module")
+def exact_run(problem):
+    return problem.sample(draws=DRAWS, chains=CHAINS, random_seed=SEED, progressbar=False)
+
+
+def _stacked(problem, idata) -> np.ndarray:
+    stacked = problem.stack_latent(idata.posterior).stack(sample=("chain", "draw"))
+    return stacked.transpose("sample", "parameter").values
+
+
+def _moment_misfit(draws: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> dict[str, float]:
+    """Largest standardized errors of the draws' means, sds and correlations."""
+    n = draws.shape[0]
+    sd = np.sqrt(np.diag(cov))
+    corr = cov / np.outer(sd, sd)
+    sample_corr = np.corrcoef(draws, rowvar=False)
+    upper = np.triu_indices_from(corr, k=1)
+    return {
+        "mean": float(np.max(np.abs(draws.mean(0) - mean) / (sd / np.sqrt(n)))),
+        "sd": float(np.max(np.abs(draws.std(0, ddof=1) / sd - 1) * np.sqrt(2 * (n - 1)))),
+        "corr": float(
+            np.max(np.abs(sample_corr[upper] - corr[upper]) / ((1 - corr[upper] ** 2) / np.sqrt(n)))
+        ),
+    }
+
+
+def test_auto_takes_the_exact_route_for_a_linear_gaussian_problem_and_records_it(exact_run):
+    attrs = exact_run.posterior.attrs
+    assert attrs["route"] == "exact"
+    assert "linear-Gaussian" in attrs["route_reason"]
+    assert exact_run.posterior.sizes["chain"] == CHAINS
+    assert exact_run.posterior.sizes["draw"] == DRAWS
+
+
+def test_exact_draws_match_the_closed_form_posterior_within_monte_carlo_error(problem, exact_run):
+    exact = problem.exact_posterior()
+    misfit = _moment_misfit(_stacked(problem, exact_run), exact["mean"].values, exact["cov"].values)
+    assert misfit["mean"] < 4.0, misfit
+    assert misfit["sd"] < 4.0, misfit
+    assert misfit["corr"] < 5.0, misfit
+
+
+def test_exact_draws_check_fails_against_a_different_posterior(problem, exact_run):
+    # negative control: the posterior without the point data differs, and the check says so
+    other = blur_and_points_problem(
+        120, include_points=False, random_seed=20261129
+    ).exact_posterior()
+    misfit = _moment_misfit(_stacked(problem, exact_run), other["mean"].values, other["cov"].values)
+    assert misfit["mean"] > 4.0 or misfit["sd"] > 4.0
+
+
+def test_exact_route_returns_the_layout_of_a_nuts_run(problem, exact_run):
+    nuts = problem.sample(
+        draws=5, tune=5, chains=1, random_seed=SEED, progressbar=False, method="nuts-plain"
+    )
+    for group in ("posterior", "log_likelihood", "observed_data"):
+        ours, theirs = exact_run[group], nuts[group]
+        assert set(ours.data_vars) == set(theirs.data_vars), group
+        for name in ours.data_vars:
+            assert ours[name].dims == theirs[name].dims, (group, name)
+    for name in nuts.observed_data.data_vars:
+        np.testing.assert_array_equal(exact_run.observed_data[name], nuts.observed_data[name])
+    assert "lp" in exact_run.sample_stats
+
+
+def test_exact_log_likelihood_and_lp_are_the_model_densities_of_each_draw(problem, exact_run):
+    draw = exact_run.posterior.isel(chain=1, draw=7)
+    x = draw["x"].values
+    noise_sd = {"blurred": 0.05, "points": 0.02}  # as documented by blur_and_points_problem
+    for name, mod in problem.modalities.items():
+        matrix = mod.physics.matrix
+        matrix = matrix.toarray() if hasattr(matrix, "toarray") else np.asarray(matrix)
+        expected = scipy.stats.norm.logpdf(mod.data, matrix @ x, noise_sd[name])
+        got = exact_run.log_likelihood[name].isel(chain=1, draw=7).values
+        np.testing.assert_allclose(got, expected, rtol=1e-10)
+    logp = problem.model.compile_logp()({"x": x})
+    np.testing.assert_allclose(exact_run.sample_stats["lp"].isel(chain=1, draw=7), logp, rtol=1e-10)
+
+
+@pytest.fixture(scope="module")
+def field_problem():
+    grid = bj.Grid(x=np.linspace(0.0, 90.0, 10), z=np.array([-30.0, -10.0]))
+    field = bj.Field("rho", grid, prior=bj.priors.GaussianField(1.0, 30.0, mean=2.0))
+    rng = np.random.default_rng(3)
+    g = rng.standard_normal((6, grid.size))
+    survey = bj.Modality(
+        "survey",
+        bj.physics.Linear(g, input="rho"),
+        g @ np.full(grid.size, 2.5),
+        bj.noise.Gaussian(0.3),
+    )
+    return bj.JointInversion([field], [survey])
+
+
+def test_exact_route_fills_deterministic_fields_of_whitened_priors(field_problem):
+    idata = field_problem.sample(draws=2000, chains=2, random_seed=SEED, progressbar=False)
+    assert idata.posterior.attrs["route"] == "exact"
+    assert {"rho", "rho_white"} <= set(idata.posterior.data_vars)
+    assert idata.posterior["rho"].dims[2:] == ("x", "z")
+    exact = field_problem.exact_posterior()
+    misfit = _moment_misfit(
+        _stacked(field_problem, idata), exact["mean"].values, exact["cov"].values
+    )
+    assert misfit["mean"] < 4.0 and misfit["sd"] < 4.0, misfit
+
+
+def _learned_noise_problem():
+    x = bj.Parameter("x", shape=3, prior=bj.priors.Normal(0.0, 1.0))
+    mod = bj.Modality(
+        "gauge",
+        bj.physics.Linear(np.eye(3), input="x"),
+        [0.1, 0.2, 0.3],
+        bj.noise.Gaussian(bj.priors.HalfNormal(1.0)),
+    )
+    return bj.JointInversion([x], [mod])
+
+
+def test_explicit_exact_route_is_refused_with_the_part_that_prevents_it():
+    with pytest.raises(ValueError, match=r"method=.exact. does not apply.*.gauge."):
+        _learned_noise_problem().sample(method="exact", draws=10, chains=1)
+
+
+def test_unknown_route_and_nuts_options_on_the_exact_route_are_refused(problem):
+    with pytest.raises(ValueError, match="not a route; choose one of"):
+        problem.sample(method="hmc", draws=10, chains=1)
+    with pytest.raises(ValueError, match=r"takes no pymc.sample options.*init"):
+        problem.sample(method="exact", draws=10, chains=1, init="adapt_diag")
+    assert set(ROUTES) == {"auto", "exact", "collapsed", "nuts", "nuts-plain", "smc"}
+
+
+def _growth_problem():
+    # x ~ N(0, 1), one datum 1.5 = exp(x) + N(0, 0.3²): nonlinear, no learned hyperparameter
+    x = bj.Parameter("x", prior=bj.priors.Normal(0.0, 1.0))
+    mod = bj.Modality(
+        "growth", lambda m: np.exp(1.0) ** m["x"][None], [1.5], bj.noise.Gaussian(0.3)
+    )
+    return bj.JointInversion([x], [mod])
+
+
+def test_auto_takes_preconditioned_nuts_when_no_faster_route_applies():
+    route, reason = choose_route(_growth_problem(), "auto", {})
+    assert route == "nuts"
+    assert "'growth'" in reason  # the part that rules out the exact route
+    assert choose_route(_growth_problem(), "auto", {"step": object()})[0] == "nuts-plain"
+    # learned noise sd: linear-Gaussian given the sd, so the collapsed route comes first
+    assert choose_route(_learned_noise_problem(), "auto", {})[0] == "collapsed"
+
+
+def test_laplace_approximation_of_a_linear_gaussian_problem_is_its_exact_posterior(problem):
+    # the log posterior is quadratic: the MAP is the mean and central differences of the exact
+    # gradient give the Hessian up to rounding
+    laplace = laplace_approximation(problem)
+    exact = problem.exact_posterior()
+    scale = float(np.abs(exact["cov"].values).max())
+    np.testing.assert_allclose(
+        laplace.mode, exact["mean"].values, atol=1e-6 * float(exact["sd"].min())
+    )
+    np.testing.assert_allclose(laplace.covariance, exact["cov"].values, atol=1e-6 * scale)
+
+
+def test_preconditioned_nuts_matches_quadrature_on_a_nonlinear_problem():
+    problem = _growth_problem()
+    # the reference posterior by the trapezoid rule on 20,001 points over ±6 prior sd (the
+    # density is smooth and negligible beyond: the quadrature error is far below the MCSE)
+    grid = np.linspace(-6.0, 6.0, 20001)
+    density = scipy.stats.norm.pdf(grid) * scipy.stats.norm.pdf(1.5, np.exp(grid), 0.3)
+    mass = scipy.integrate.trapezoid(density, grid)
+    mean = scipy.integrate.trapezoid(grid * density, grid) / mass
+    sd = np.sqrt(scipy.integrate.trapezoid((grid - mean) ** 2 * density, grid) / mass)
+    idata = problem.sample(draws=1000, tune=500, chains=2, random_seed=SEED, progressbar=False)
+    assert idata.posterior.attrs["route"] == "nuts"
+    assert "Laplace" in idata.posterior.attrs["mass_matrix"]
+    draws = idata.posterior["x"].values.ravel()
+    mcse = float(az.mcse(idata.posterior)["x"])
+    ess = float(az.ess(idata.posterior)["x"])
+    assert abs(draws.mean() - mean) < 4 * mcse
+    # a sample sd's relative standard error is about 1 / √(2 ESS)
+    assert abs(draws.std() / sd - 1) < 4 / np.sqrt(2 * ess)
