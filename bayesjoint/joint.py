@@ -316,7 +316,7 @@ class JointInversion:
         method: str = "auto",
         cores: int | None = None,
         random_seed: int | None = None,
-        target_accept: float = 0.8,
+        target_accept: float | None = None,
         progressbar: bool = True,
         **kwargs: Any,
     ) -> az.InferenceData:
@@ -326,19 +326,22 @@ class JointInversion:
         ----------
         draws, tune, chains : int
             Kept draws, tuning draws and chains (``tune`` does not apply to ``exact``/``smc``).
-        method : {"auto", "exact", "nuts", "nuts-plain", "smc"}, default "auto"
+        method : {"auto", "exact", "collapsed", "nuts", "nuts-plain", "smc"}, default "auto"
             The route (see :mod:`bayesjoint.inference.routes`): ``exact`` draws independently
-            from the closed-form posterior of a linear-Gaussian problem; ``nuts`` runs NUTS
-            with the Laplace covariance at the MAP as mass matrix; ``nuts-plain`` is PyMC's NUTS
-            unchanged; ``smc`` is tempered SMC. ``auto`` takes the first of ``exact``,
-            ``nuts``, ``nuts-plain`` that applies, logs its choice in one line and records it
-            (``route``, ``route_reason``) in the provenance.
+            from the closed-form posterior of a linear-Gaussian problem; ``collapsed`` runs NUTS
+            on the learned hyperparameters with the fields integrated out, then draws the fields
+            exactly; ``nuts`` runs NUTS with the Laplace covariance at the MAP as mass matrix;
+            ``nuts-plain`` is PyMC's NUTS unchanged; ``smc`` is tempered SMC. ``auto`` takes the
+            first of ``exact``, ``collapsed``, ``nuts``, ``nuts-plain`` that applies, logs its
+            choice in one line and records it (``route``, ``route_reason``) in the provenance.
         cores : int, optional
             Parallel chains; PyMC's default when omitted.
         random_seed : int, optional
             Seed; when omitted one is drawn from OS entropy and recorded in the provenance.
-        target_accept : float, default 0.8
-            NUTS target acceptance rate (raise towards 0.95 for difficult geometry).
+        target_accept : float, optional
+            NUTS target acceptance rate (raise towards 0.95 for difficult geometry); by default
+            0.8 on the NUTS routes and 0.95 on the collapsed route, whose few hyperparameters
+            often have a steep side.
         progressbar : bool, default True
         **kwargs
             Passed to :func:`pymc.sample` (NUTS routes) or :func:`pymc.sample_smc`.
@@ -371,6 +374,8 @@ class JointInversion:
             **kwargs,
         )
         extra.setdefault("tune", tune)
+        if extra.get("route") in ("nuts", "nuts-plain", "collapsed"):
+            extra.setdefault("target_accept", 0.8 if target_accept is None else target_accept)
         return attach_provenance(idata, self._provenance(seed, extra))
 
     def find_map(self, *, random_seed: int | None = None, **kwargs: Any) -> xr.Dataset:
@@ -479,9 +484,10 @@ class JointInversion:
         Returns
         -------
         xarray.Dataset
-            ``mean``, ``sd``, ``cov`` over the stacked latent vector (dim ``parameter``, labels
-            such as ``'x[3]'``, coordinate ``latent``); see
-            :func:`bayesjoint.linear.exact_posterior`.
+            ``mean``, ``sd`` and, up to 4,096 parameters, ``cov`` over the stacked latent
+            vector (dim ``parameter``, labels such as ``'x[3]'``, coordinate ``latent``); see
+            :func:`bayesjoint.linear.exact_posterior` and
+            :meth:`bayesjoint.linear.LinearGaussianSystem.posterior` (``cov=True`` at any size).
 
         Raises
         ------

@@ -201,3 +201,22 @@ def test_preconditioned_nuts_matches_quadrature_on_a_nonlinear_problem():
     assert abs(draws.mean() - mean) < 4 * mcse
     # a sample sd's relative standard error is about 1 / √(2 ESS)
     assert abs(draws.std() / sd - 1) < 4 / np.sqrt(2 * ess)
+
+
+def test_a_refit_for_the_conflict_check_uses_the_recorded_route(problem, exact_run):
+    from bayesjoint.diagnostics.conflict import _recorded_route
+
+    points_only = bj.JointInversion(list(problem.latent.values()), [problem.modalities["points"]])
+    assert _recorded_route(points_only, exact_run.posterior.attrs) == {"method": "exact"}
+    # the recorded route does not apply once the modality with the learned sd is left out:
+    # leaving "gauge" out of a collapsed run leaves a linear-Gaussian problem, auto decides
+    learned = _learned_noise_problem()
+    fixed = bj.Modality(
+        "fixed", bj.physics.Linear(np.eye(3), input="x"), [0.0] * 3, bj.noise.Gaussian(0.5)
+    )
+    without_gauge = bj.JointInversion(list(learned.latent.values()), [fixed])
+    attrs = {"route": "collapsed", "target_accept": 0.9}
+    assert _recorded_route(without_gauge, attrs) == {"method": "auto"}
+    with_gauge = bj.JointInversion(list(learned.latent.values()), [*learned.modalities.values()])
+    assert _recorded_route(with_gauge, attrs) == {"method": "collapsed", "target_accept": 0.9}
+    assert _recorded_route(with_gauge, {}) == {}  # nothing recorded: sample()'s own default

@@ -561,6 +561,28 @@ def _predictive_stat(
     return {"statistic": t, "dof": nu, "p_value": p}
 
 
+def _recorded_route(sub: Any, attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the sampler settings of the original run for a refit of ``sub``.
+
+    The route recorded in the provenance (and its target acceptance rate) when it applies to
+    ``sub``; the automatic choice otherwise (leaving a modality out can make, say, the collapsed
+    route inapplicable) or when nothing was recorded.
+    """
+    from bayesjoint.inference.routes import choose_route
+
+    settings: dict[str, Any] = {}
+    route = attrs.get("route")
+    if route is not None:
+        try:
+            choose_route(sub, str(route), {})
+            settings["method"] = str(route)
+        except ValueError:
+            settings["method"] = "auto"
+    if "target_accept" in attrs and settings.get("method") in ("nuts", "nuts-plain", "collapsed"):
+        settings["target_accept"] = float(attrs["target_accept"])
+    return settings
+
+
 def _refit_without(
     problem: Any,
     idata: Any,
@@ -583,6 +605,7 @@ def _refit_without(
         "random_seed": random_seed if random_seed is not None else 0,
         "progressbar": progressbar,
     }
+    kwargs.update(_recorded_route(sub, attrs))
     kwargs.update(refit_kwargs or {})
     refit = sub.sample(**kwargs)
     draws = problem.stack_latent(refit.posterior[list(problem.latent)])

@@ -51,7 +51,7 @@ __all__ = [
     "sample_collapsed",
 ]
 
-#: Smallest target acceptance rate of NUTS on the hyperparameters. They are few, so smaller steps
+#: Default target acceptance rate of NUTS on the hyperparameters. They are few, so smaller steps
 #: cost little, and the marginal posterior of a noise sd in the sampler's log coordinates often
 #: has one steep side (where the sd prior's tail meets the data), which larger steps diverge on.
 THETA_TARGET_ACCEPT = 0.95
@@ -1101,7 +1101,7 @@ def sample_collapsed(
     *,
     cores: int | None,
     random_seed: int,
-    target_accept: float,
+    target_accept: float | None,
     progressbar: bool,
     **kwargs: Any,
 ) -> tuple[az.InferenceData, dict[str, Any]]:
@@ -1115,8 +1115,8 @@ def sample_collapsed(
     cores : int or None
     random_seed : int
         Seeds PyMC's NUTS; the conditional draws use the stream ``[random_seed, 1]``.
-    target_accept : float
-        NUTS's target acceptance rate on ``θ``, at least :data:`THETA_TARGET_ACCEPT`.
+    target_accept : float or None
+        NUTS's target acceptance rate on ``θ``; None means :data:`THETA_TARGET_ACCEPT`.
     progressbar : bool
     **kwargs
         Passed to :func:`pymc.sample` (``idata_kwargs={"log_likelihood": False}`` drops the
@@ -1134,6 +1134,7 @@ def sample_collapsed(
         For the provenance.
     """
     collapsed = CollapsedProblem(problem)
+    accept = THETA_TARGET_ACCEPT if target_accept is None else float(target_accept)
     idata_kwargs = dict(kwargs.pop("idata_kwargs", None) or {})
     log_likelihood = bool(idata_kwargs.pop("log_likelihood", True))
     with collapsed.model:
@@ -1143,7 +1144,7 @@ def sample_collapsed(
             chains=chains,
             cores=cores,
             random_seed=random_seed,
-            target_accept=max(float(target_accept), THETA_TARGET_ACCEPT),
+            target_accept=accept,
             progressbar=progressbar,
             idata_kwargs={**idata_kwargs, "log_likelihood": False},
             **kwargs,
@@ -1188,6 +1189,6 @@ def sample_collapsed(
         "chains": chains,
         "collapsed_hyperparameters": list(collapsed.theta),
         "collapsed_form": collapsed.describe(),
-        "target_accept": max(float(target_accept), THETA_TARGET_ACCEPT),
+        "target_accept": accept,
     }
     return idata, info

@@ -116,7 +116,7 @@ def sample_route(
     chains: int,
     cores: int | None,
     random_seed: int,
-    target_accept: float,
+    target_accept: float | None,
     progressbar: bool,
     **kwargs: Any,
 ) -> tuple[az.InferenceData, dict[str, Any]]:
@@ -173,7 +173,7 @@ def sample_route(
         chains,
         cores=cores,
         random_seed=random_seed,
-        target_accept=target_accept,
+        target_accept=0.8 if target_accept is None else target_accept,
         progressbar=progressbar,
         precondition=route == "nuts",
         **kwargs,
