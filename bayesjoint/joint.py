@@ -344,13 +344,17 @@ class JointInversion:
             often have a steep side.
         progressbar : bool, default True
         **kwargs
-            Passed to :func:`pymc.sample` (NUTS routes) or :func:`pymc.sample_smc`.
+            Passed to :func:`pymc.sample` (NUTS routes; NUTS step options such as
+            ``max_treedepth`` go to the preconditioned step) or :func:`pymc.sample_smc`; the
+            exact route takes none. ``init=`` or ``n_init=`` (PyMC's own initialization) make
+            ``auto`` take ``nuts-plain``.
 
         Returns
         -------
         arviz.InferenceData
             Groups ``posterior``, ``sample_stats``, ``log_likelihood`` (one variable per
-            modality), ``observed_data``; provenance in every group's attributes.
+            likelihood block: a modality, or modalities sharing a discrepancy),
+            ``observed_data``; provenance in every group's attributes.
 
         Raises
         ------

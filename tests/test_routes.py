@@ -220,3 +220,37 @@ def test_a_refit_for_the_conflict_check_uses_the_recorded_route(problem, exact_r
     with_gauge = bj.JointInversion(list(learned.latent.values()), [*learned.modalities.values()])
     assert _recorded_route(with_gauge, attrs) == {"method": "collapsed", "target_accept": 0.9}
     assert _recorded_route(with_gauge, {}) == {}  # nothing recorded: sample()'s own default
+
+
+def test_nuts_step_options_reach_the_preconditioned_step_and_init_means_plain_nuts():
+    problem = _growth_problem()
+    idata = problem.sample(
+        draws=20, tune=20, chains=1, random_seed=SEED, progressbar=False, max_treedepth=3
+    )
+    assert idata.posterior.attrs["route"] == "nuts"
+    assert int(idata.sample_stats["tree_depth"].max()) <= 3
+    route, reason = choose_route(problem, "auto", {"init": "adapt_diag"})
+    assert route == "nuts-plain" and "init" in reason
+    with pytest.raises(ValueError, match=r"method='nuts' sets its own initialization.*init"):
+        problem.sample(method="nuts", draws=10, chains=1, init="adapt_diag")
+
+
+def test_a_saddle_point_falls_back_to_plain_nuts_and_says_so():
+    # x ~ N(0, 1) seen as x² = 4: the optimizer started at 0 stops on the saddle between the two
+    # modes, where the Hessian is negative: no Laplace mass matrix there
+    x = bj.Parameter("x", prior=bj.priors.Normal(0.0, 1.0))
+    mod = bj.Modality("square", lambda m: (m["x"] ** 2)[None], [4.0], bj.noise.Gaussian(0.5))
+    problem = bj.JointInversion([x], [mod])
+    assert laplace_approximation(problem).floored == 1
+    idata = problem.sample(draws=20, tune=20, chains=1, random_seed=SEED, progressbar=False)
+    assert idata.posterior.attrs["route"] == "nuts-plain"
+    assert "not positive definite" in idata.posterior.attrs["route_reason"]
+
+
+def test_exact_route_refuses_bad_counts_and_idata_options_by_name(problem):
+    with pytest.raises(ValueError, match="draws must be a positive int"):
+        problem.sample(method="exact", draws=0, chains=1)
+    with pytest.raises(ValueError, match="chains must be a positive int"):
+        problem.sample(method="exact", draws=10, chains=2.0)
+    with pytest.raises(ValueError, match=r"idata_kwargs\['coords'\]"):
+        problem.sample(method="exact", draws=10, chains=1, idata_kwargs={"coords": {}})

@@ -241,6 +241,9 @@ def sample_exact(
     ValueError
         Naming the part of the problem that is not linear-Gaussian.
     """
+    for what, value in (("draws", draws), ("chains", chains)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise ValueError(f"sample(method='exact') {what} must be a positive int, got {value!r}")
     rng = (
         random_seed
         if isinstance(random_seed, np.random.Generator)

@@ -30,6 +30,22 @@ _log = logging.getLogger(__name__)
 #: (the Hessian costs 2 n gradient evaluations and the mass matrix n² memory).
 DENSE_LIMIT = 3000
 
+#: Options of :class:`pymc.NUTS` that ``sample(..., max_treedepth=12)`` and the like pass on to the
+#: preconditioned step (PyMC routes them to its own step otherwise).
+NUTS_OPTIONS = (
+    "max_treedepth",
+    "early_max_treedepth",
+    "step_scale",
+    "adapt_step_size",
+    "gamma",
+    "k",
+    "t0",
+)
+
+#: Options of :func:`pymc.sample` that choose PyMC's own initialization and mass-matrix adaptation;
+#: they contradict the Laplace preconditioning (``method="auto"`` then takes ``"nuts-plain"``).
+PLAIN_NUTS_OPTIONS = ("init", "n_init")
+
 
 class LaplaceApproximation:
     """A Gaussian approximation ``N(x̂, H⁻¹)`` of the posterior in the sampler's coordinates.
@@ -161,7 +177,10 @@ def sample_nuts(
     Preconditioned: the mass matrix is fixed to the Laplace covariance ``H⁻¹`` (a dense
     :class:`pymc.step_methods.hmc.quadpotential.QuadPotentialFull`), NUTS adapts its step size
     during ``tune``, and chain ``c`` starts from the Laplace draw ``x̂ + F ε_c`` (unless
-    ``initvals`` are given).
+    ``initvals`` are given). NUTS options (``max_treedepth``, ``nuts={...}``, …; see
+    :data:`NUTS_OPTIONS`) go to that step. When the Hessian at the optimum found is not positive
+    definite (a saddle point, or a flat direction), PyMC's NUTS runs unchanged instead, and the
+    provenance says so (``route``, ``route_reason``).
     """
     idata_kwargs = dict(kwargs.pop("idata_kwargs", None) or {})
     idata_kwargs.setdefault("log_likelihood", True)
@@ -169,15 +188,31 @@ def sample_nuts(
     info: dict[str, Any] = {"sampler": "NUTS", "draws": draws, "tune": tune, "chains": chains}
     if precondition and "step" not in kwargs:
         laplace = laplace_approximation(problem)
+        if laplace.floored:
+            # not a strict maximum (a saddle, or directions the log density does not curve in):
+            # the Laplace covariance would be unbounded there, so PyMC's adaptation is safer
+            reason = (
+                f"the Hessian at the optimum found ({laplace.optimizer_message}) is not positive "
+                f"definite in {laplace.floored} direction(s), so the Laplace mass matrix does "
+                "not apply"
+            )
+            _log.warning("bayesjoint: sampling route 'nuts-plain' instead of 'nuts': %s", reason)
+            info.update({"route": "nuts-plain", "route_reason": reason})
+            precondition = False
+    if precondition and "step" not in kwargs:
         starts = laplace.draws(chains, np.random.default_rng(random_seed + 1))
         kwargs.setdefault("initvals", [laplace.log_posterior.initvals(x) for x in starts])
-        potential = QuadPotentialFull(laplace.covariance)
+        step_options = {k: kwargs.pop(k) for k in NUTS_OPTIONS if k in kwargs}
+        step_options.update(kwargs.pop("nuts", None) or {})
         kwargs["step"] = pm.NUTS(
-            vars=model.value_vars, potential=potential, target_accept=target_accept, model=model
+            vars=model.value_vars,
+            potential=QuadPotentialFull(laplace.covariance),
+            target_accept=step_options.pop("target_accept", target_accept),
+            model=model,
+            **step_options,
         )
         info["mass_matrix"] = "dense Laplace covariance at the MAP (fixed)"
         info["map_optimizer"] = laplace.optimizer_message
-        info["laplace_floored_eigenvalues"] = laplace.floored
     elif "step" not in kwargs:
         kwargs["target_accept"] = target_accept
         info["mass_matrix"] = "diagonal, adapted (PyMC default)"

@@ -24,7 +24,7 @@ import arviz as az
 
 from bayesjoint.inference.collapsed import collapsed_route_blocker, sample_collapsed
 from bayesjoint.inference.exact import sample_exact, unmodelled_free_variables
-from bayesjoint.inference.nuts import DENSE_LIMIT, sample_nuts
+from bayesjoint.inference.nuts import DENSE_LIMIT, PLAIN_NUTS_OPTIONS, sample_nuts
 from bayesjoint.inference.smc import sample_smc
 
 __all__ = [
@@ -66,6 +66,11 @@ def _sampled_size(problem: Any) -> int:
     return int(sum(point[v.name].size for v in model.value_vars))
 
 
+def _plain_options(kwargs: Mapping[str, Any]) -> list[str]:
+    """Return the given ``pymc.sample`` options that ask for PyMC's own initialization."""
+    return sorted(set(PLAIN_NUTS_OPTIONS) & set(kwargs))
+
+
 def choose_route(problem: Any, method: str, kwargs: Mapping[str, Any]) -> tuple[str, str]:
     """Return ``(route, reason)`` for ``method`` (one of :data:`ROUTES`).
 
@@ -86,10 +91,19 @@ def choose_route(problem: Any, method: str, kwargs: Mapping[str, Any]) -> tuple[
         if blocker is not None:
             raise ValueError(f"method='collapsed' does not apply: {blocker}")
         return "collapsed", "requested"
+    if method == "nuts" and _plain_options(kwargs):
+        raise ValueError(
+            f"method='nuts' sets its own initialization; drop {_plain_options(kwargs)} or ask "
+            "for method='nuts-plain'"
+        )
     if method != "auto":
         return method, "requested"
     if "step" in kwargs:
         return "nuts-plain", "a step method was given"
+    if _plain_options(kwargs):
+        return "nuts-plain", (
+            f"pymc.sample options {_plain_options(kwargs)} ask for PyMC's own initialization"
+        )
     blocker = exact_route_blocker(problem)
     if blocker is None:
         return "exact", "the problem is linear-Gaussian"
@@ -130,7 +144,9 @@ def sample_route(
     info: dict[str, Any] = {"route": route, "route_reason": reason}
     if route == "exact":
         idata_kwargs = dict(kwargs.pop("idata_kwargs", None) or {})
-        unused = sorted(kwargs)
+        unused = sorted(kwargs) + [
+            f"idata_kwargs[{k!r}]" for k in idata_kwargs if k != "log_likelihood"
+        ]
         if unused:
             raise ValueError(
                 f"sample(method='exact') takes no pymc.sample options, got {unused}; drop them "
