@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -1072,10 +1073,33 @@ class CollapsedProblem:
         return f"parameter space ({self.n} x {self.n}) + data space ({rows} x {rows})"
 
 
+_BUILT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def collapsed_problem(problem: Any) -> CollapsedProblem:
+    """Return the :class:`CollapsedProblem` of ``problem``, built once per problem.
+
+    Raises
+    ------
+    ValueError
+        Naming the part of the problem that rules the collapsed route out (raised again on
+        every call, without rebuilding).
+    """
+    if problem not in _BUILT:
+        try:
+            _BUILT[problem] = CollapsedProblem(problem)
+        except ValueError as err:
+            _BUILT[problem] = err
+    built = _BUILT[problem]
+    if isinstance(built, ValueError):
+        raise ValueError(str(built))
+    return built
+
+
 def collapsed_route_blocker(problem: Any) -> str | None:
     """Return why the collapsed route does not apply to ``problem``, or None when it does."""
     try:
-        CollapsedProblem(problem)
+        collapsed_problem(problem)
     except ValueError as err:
         return str(err)
     return None
@@ -1133,7 +1157,7 @@ def sample_collapsed(
     info : dict
         For the provenance.
     """
-    collapsed = CollapsedProblem(problem)
+    collapsed = collapsed_problem(problem)
     accept = THETA_TARGET_ACCEPT if target_accept is None else float(target_accept)
     idata_kwargs = dict(kwargs.pop("idata_kwargs", None) or {})
     log_likelihood = bool(idata_kwargs.pop("log_likelihood", True))
