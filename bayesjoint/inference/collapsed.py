@@ -40,7 +40,12 @@ from pytensor.graph.op import Op
 
 from bayesjoint.coupling.petrophysics import Petrophysical
 from bayesjoint.discrepancy.kernels import _spd_inverse, kernel_matrix, symbolic_kernel
-from bayesjoint.inference.exact import _derived_quantities, _split_chains
+from bayesjoint.inference.exact import (
+    _derived_quantities,
+    _split_chains,
+    latent_free_names,
+    latent_free_values,
+)
 from bayesjoint.noise import Noise
 from bayesjoint.priors import GaussianField, Prior
 
@@ -462,10 +467,7 @@ class CollapsedProblem:
 
     # -- set-up -------------------------------------------------------------------------------
     def _check_free_variables(self, problem: Any) -> None:
-        known = set(self.theta)
-        for name, var in problem.latent.items():
-            probe = np.zeros((1, var.size))
-            known |= set(var.prior.free_values(name, probe, probe))
+        known = set(self.theta) | set(latent_free_names(problem.latent))
         extra = sorted({rv.name for rv in problem.model.free_RVs} - known)
         if extra:
             raise ValueError(
@@ -1056,14 +1058,7 @@ class CollapsedProblem:
 
     def free_values(self, z: np.ndarray, m: np.ndarray) -> dict[str, np.ndarray]:
         """Map conditional draws to the full model's free latent variables (as the exact route)."""
-        out: dict[str, np.ndarray] = {}
-        start = 0
-        for name, var in self._latent.items():
-            block = slice(start, start + var.size)
-            start += var.size
-            for free, source in var.prior.free_values(name, z[:, block], m[:, block]).items():
-                out[free] = np.asarray(source).reshape(z.shape[0], *var.shape)
-        return out
+        return latent_free_values(self._latent, z, m)
 
     def describe(self) -> str:
         """Return a one-line description (provenance)."""

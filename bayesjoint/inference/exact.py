@@ -28,7 +28,14 @@ from pytensor.graph.replace import vectorize_graph
 
 from bayesjoint.linear import LinearGaussianSystem
 
-__all__ = ["exact_draws", "free_variable_values", "sample_exact", "unmodelled_free_variables"]
+__all__ = [
+    "exact_draws",
+    "free_variable_values",
+    "latent_free_names",
+    "latent_free_values",
+    "sample_exact",
+    "unmodelled_free_variables",
+]
 
 
 def exact_draws(
@@ -72,14 +79,32 @@ def exact_draws(
     return system.draws(n_draws, rng)
 
 
-def _free_names(problem: Any) -> dict[str, str]:
+def latent_free_names(latent: Mapping[str, Any]) -> dict[str, str]:
     """Return ``{free variable: latent variable}`` for the free variables the priors declare."""
     names = {}
-    for name, var in problem.latent.items():
+    for name, var in latent.items():
         probe = np.zeros((1, var.size))
         for free_name in var.prior.free_values(name, probe, probe):
             names[free_name] = name
     return names
+
+
+def latent_free_values(
+    latent: Mapping[str, Any], z: np.ndarray, m: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Map draws of the stacked latent vector to the free variables the priors declare.
+
+    ``z`` and ``m`` (shape (n_draws, n)) are the draws in prior-whitened and in model
+    coordinates; each prior says which free variable they fill (``Prior.free_values``).
+    """
+    values: dict[str, np.ndarray] = {}
+    start = 0
+    for name, var in latent.items():
+        block = slice(start, start + var.size)
+        start += var.size
+        for free_name, source in var.prior.free_values(name, z[:, block], m[:, block]).items():
+            values[free_name] = np.asarray(source).reshape(m.shape[0], *var.shape)
+    return values
 
 
 def unmodelled_free_variables(problem: Any) -> list[str]:
@@ -88,7 +113,8 @@ def unmodelled_free_variables(problem: Any) -> list[str]:
     The exact system gives the posterior of the latent variables only; a model that also samples,
     say, HSGP basis coefficients has a posterior the exact route cannot draw from.
     """
-    return sorted({rv.name for rv in problem.model.free_RVs} - set(_free_names(problem)))
+    declared = latent_free_names(problem.latent)
+    return sorted({rv.name for rv in problem.model.free_RVs} - set(declared))
 
 
 def free_variable_values(problem: Any, z: np.ndarray, m: np.ndarray) -> dict[str, np.ndarray]:
@@ -118,15 +144,7 @@ def free_variable_values(problem: Any, z: np.ndarray, m: np.ndarray) -> dict[str
             "(e.g. sampled HSGP coefficients or a learned hyperparameter), so the exact route "
             "does not apply; use method='nuts'"
         )
-    values: dict[str, np.ndarray] = {}
-    start = 0
-    n_draws = m.shape[0]
-    for name, var in problem.latent.items():
-        block = slice(start, start + var.size)
-        start += var.size
-        for free_name, source in var.prior.free_values(name, z[:, block], m[:, block]).items():
-            values[free_name] = np.asarray(source).reshape(n_draws, *var.shape)
-    return values
+    return latent_free_values(problem.latent, z, m)
 
 
 def _batched_function(model: pm.Model, outputs: list[Any]) -> Any:
