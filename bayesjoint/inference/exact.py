@@ -173,18 +173,25 @@ def _batched_function(model: pm.Model, outputs: list[Any]) -> Any:
     except (TypeError, NotImplementedError, ValueError):
         return loop
 
+    trusted = {"vectorized": True}  # a failed check sends every later call to the loop
+
     def checked(*arrays: np.ndarray) -> list[np.ndarray]:
+        if not trusted["vectorized"]:
+            return loop(*arrays)
         n = arrays[0].shape[0]
         try:
             out = [np.asarray(o) for o in vectorized(*arrays)]
         except (TypeError, NotImplementedError, ValueError):
-            return loop(*arrays)
-        ends = loop(*[a[[0, -1]] for a in arrays])
-        same = all(
-            o.shape == (n, *e.shape[1:]) and np.allclose(o[[0, -1]], e, rtol=1e-10, atol=0.0)
-            for o, e in zip(out, ends, strict=True)
-        )
-        return out if same else loop(*arrays)
+            out = None
+        if out is not None:
+            ends = loop(*[a[[0, -1]] for a in arrays])
+            if all(
+                o.shape == (n, *e.shape[1:]) and np.allclose(o[[0, -1]], e, rtol=1e-10, atol=0.0)
+                for o, e in zip(out, ends, strict=True)
+            ):
+                return out
+        trusted["vectorized"] = False
+        return loop(*arrays)
 
     return checked
 
