@@ -246,7 +246,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result["reference_means_sds"] = [means["blurred_sigma"], means["points_sigma"]]
     cases: dict[str, Any] = {}
     t0 = time.perf_counter()
-    idata = problem.sample(**sample)
+    idata = problem.sample(**sample, target_accept=args.target_accept)
     cases["collapsed"] = summarize(idata, time.perf_counter() - t0, means)
     cases["collapsed"]["route"] = idata.posterior.attrs["route"]
     cases["collapsed"]["draw_time_s"] = float(idata.sample_stats.attrs["draw_time"])
@@ -284,6 +284,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cores", type=int, default=1, help="parallel chains (default 1)")
     parser.add_argument("--seed", type=int, default=20261129)
     parser.add_argument("--quadrature-points", type=int, default=160, help="per axis")
+    parser.add_argument(
+        "--target-accept", type=float, default=None, help="of the collapsed route (its default)"
+    )
     parser.add_argument("--no-plain", action="store_true", help="skip method='nuts-plain'")
     parser.add_argument("--no-pymc", action="store_true", help="skip the hand-written model")
     parser.add_argument(

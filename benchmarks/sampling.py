@@ -16,13 +16,18 @@ ratios count, not absolute times:
   travel times, with a cross-gradient coupling: default ``sample()`` against ``"nuts-plain"``,
   convergence figures of every cell.
 
-ESS is the minimum bulk ESS over the latent parameters (ArviZ, rank-normalized), per second of
-wall time of the whole call. Prints ONE JSON object to stdout.
+ESS is the minimum bulk ESS over the latent parameters (and learned sds) (ArviZ,
+rank-normalized), per second of wall time of the whole call; for the numpy draws of row b, by
+the same estimator over their draws split into the same chains (their nominal ESS, the number of
+draws, is reported beside it). BLAS runs on one thread by default (``--blas-threads``): on a
+shared, loaded machine multi-threaded OpenBLAS spins on busy cores. Prints ONE JSON object to
+stdout.
 
 Usage::
 
     python benchmarks/sampling.py            # full settings
     python benchmarks/sampling.py --quick    # small settings (a smoke run, seconds to minutes)
+    python benchmarks/sampling.py --rows abc --nutpie   # rows a-c; row c also with nutpie
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import contextlib
 import io
 import json
 import logging
+import os
 import sys
 import time
 import warnings
@@ -140,9 +146,14 @@ def row_b(problem: bj.JointInversion, s: dict[str, Any], seed: int) -> dict[str,
     start = time.perf_counter()
     draws = exact["mean"].values + rng.standard_normal((total, chol.shape[0])) @ chol.T
     numpy_s = time.perf_counter() - start
-    # the limit: draws from a factor already computed (the factorization is timed apart)
+    # the limit: draws from a factor already computed (the factorization is timed apart); its
+    # ESS by the same estimator as sample()'s (the minimum bulk ESS over the parameters)
+    split = draws.reshape(s["chains"], s["draws"], -1)
+    ess = az.ess(az.convert_to_dataset({"x": split}), method="bulk")["x"].values
     numpy_row = {"draw_s": numpy_s, "factor_s": factor_s, "ess": total}
-    numpy_row["ess_per_s"] = total / numpy_s
+    numpy_row["ess_bulk_min"] = float(ess.min())
+    numpy_row["ess_per_s"] = numpy_row["ess_bulk_min"] / numpy_s
+    numpy_row["nominal_ess_per_s"] = total / numpy_s
     numpy_row["check_max_abs_mean_error_in_sd"] = float(
         np.max(np.abs(draws.mean(0) - exact["mean"].values) / exact["sd"].values)
     )
@@ -184,8 +195,14 @@ def _learned(problem: bj.JointInversion) -> bj.JointInversion:
     return bj.JointInversion(list(problem.latent.values()), mods)
 
 
-def row_c(problem: bj.JointInversion, s: dict[str, Any], seed: int) -> dict[str, Any]:
-    """Both noise sds learned: sample() against PyMC NUTS on the full model."""
+def row_c(
+    problem: bj.JointInversion, s: dict[str, Any], seed: int, nutpie: bool = False
+) -> dict[str, Any]:
+    """Both noise sds learned: sample() against PyMC NUTS on the full model.
+
+    With ``nutpie``, also ``sample(nuts_sampler="nutpie")`` (the collapsed route run by nutpie;
+    its wall time includes numba's compilation).
+    """
     learned = _learned(problem)
     names = ["x", "blurred_sd", "points_sd"]
     with _quiet():
@@ -195,7 +212,7 @@ def row_c(problem: bj.JointInversion, s: dict[str, Any], seed: int) -> dict[str,
             random_seed=seed, progressbar=False,
         )  # fmt: skip
         ours_s = time.perf_counter() - start
-    sd_names = [n for n in idata.posterior.data_vars if n.endswith("_sd")]
+    sd_names = [n for n in idata.posterior.data_vars if n.endswith(("_sd", "_sigma"))]
     ours = {**_min_ess(idata, ["x", *sd_names]), "wall_s": ours_s}
     ours["route"] = idata.posterior.attrs["route"]
     ours["ess_per_s"] = ours["ess_bulk_min"] / ours_s
@@ -208,8 +225,25 @@ def row_c(problem: bj.JointInversion, s: dict[str, Any], seed: int) -> dict[str,
         hand_s = time.perf_counter() - start
     hand_row = {**_min_ess(hand, names), "wall_s": hand_s}
     hand_row["ess_per_s"] = hand_row["ess_bulk_min"] / hand_s
-    return {"sample": ours, "pymc_nuts_by_hand": hand_row,
-            "ratio_to_pymc_nuts": ours["ess_per_s"] / hand_row["ess_per_s"]}  # fmt: skip
+    out = {"sample": ours, "pymc_nuts_by_hand": hand_row,
+           "ratio_to_pymc_nuts": ours["ess_per_s"] / hand_row["ess_per_s"]}  # fmt: skip
+    ours["draw_s"] = idata.sample_stats.attrs["draw_time"]
+    ours["assembly_s"] = idata.sample_stats.attrs["assembly_time"]
+    ours["sampling_s"] = idata.sample_stats.attrs.get("sampling_time")
+    if nutpie:
+        with _quiet():
+            start = time.perf_counter()
+            other = _learned(problem).sample(
+                draws=s["draws"], tune=s["tune"], chains=s["chains"], random_seed=seed,
+                progressbar=False, nuts_sampler="nutpie",
+            )  # fmt: skip
+            wall = time.perf_counter() - start
+        row = {**_min_ess(other, ["x", *sd_names]), "wall_s": wall}
+        row["route"] = other.posterior.attrs["route"]
+        row["ess_per_s"] = row["ess_bulk_min"] / wall
+        out["sample_nutpie"] = row
+        out["ratio_nutpie_to_pymc_nuts"] = row["ess_per_s"] / hand_row["ess_per_s"]
+    return out
 
 
 def section_problem(nx: int, nz: int, seed: int) -> bj.JointInversion:
@@ -269,7 +303,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="small settings (smoke run)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--rows", default="abcd", help="which rows to run, e.g. 'ab'")
+    parser.add_argument(
+        "--blas-threads", type=int, default=1, help="BLAS threads (0: the library default)"
+    )
+    parser.add_argument(
+        "--nutpie", action="store_true", help="row c: also sample(nuts_sampler='nutpie')"
+    )
     args = parser.parse_args(argv)
+    if args.blas_threads:  # on a shared machine multi-threaded BLAS spins on busy cores
+        with contextlib.suppress(ImportError):
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(limits=args.blas_threads, user_api="blas")
     mode = "quick" if args.quick else "full"
     s = SETTINGS[mode]
     result: dict[str, Any] = {
@@ -277,6 +322,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "mode": mode,
         "settings": s,
         "machine": _machine.machine_info(["bayesjoint", "pymc", "pytensor", "numpy", "scipy"]),
+        "blas_threads": args.blas_threads or "library default",
+        "loadavg_start": list(os.getloadavg()),
     }
     problem = blur_and_points_problem(s["n"], n_points=s["points"], random_seed=args.seed)
     with _quiet():
@@ -285,9 +332,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if "b" in args.rows:
             result["b_linear_gaussian"] = row_b(problem, s, args.seed)
     if "c" in args.rows:
-        result["c_learned_noise_sds"] = row_c(problem, s, args.seed)
+        result["c_learned_noise_sds"] = row_c(problem, s, args.seed, nutpie=args.nutpie)
     if "d" in args.rows:
         result["d_section"] = row_d(s, args.seed)
+    result["loadavg_end"] = list(os.getloadavg())
     json.dump(result, sys.stdout, indent=1)
     sys.stdout.write("\n")
     return result

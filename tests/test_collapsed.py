@@ -621,3 +621,68 @@ def test_collapsed_route_returns_the_layout_of_nuts_on_the_full_model(two_sds, t
     )
     got = two_sds_run.log_likelihood["blurred"].isel(chain=1, draw=7).values
     np.testing.assert_allclose(got, expected, rtol=1e-10)
+
+
+@pytest.mark.parametrize("case", ["field", "noise", "mixed"])
+def test_closed_form_conditional_pieces_in_numpy_equal_the_compiled_graph(case):
+    # the numpy path of the conditional draws against the compiled pytensor graph, at 6 θ draws
+    collapsed = CollapsedProblem(_one_scale_problem(case), form="parameter")
+    rng = np.random.default_rng(4)
+    values = [np.exp(rng.normal(-1.0, 0.7, 6)) for _ in collapsed.theta]
+    fast = collapsed._closed_form_outputs(values, 6)
+    assert fast is not None
+    compiled = [
+        collapsed._conditional_function(*[v[i] for v in values]) for i in range(6)
+    ]  # per draw, no vectorization
+    for k, got in enumerate(fast):
+        want = np.stack([np.asarray(c[k]) for c in compiled])
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.slow
+def test_collapsed_route_through_nutpie_matches_quadrature(two_sds):
+    # nuts_sampler="nutpie" on the collapsed route (numba compiles the θ model: tens of seconds)
+    problem, operators = two_sds
+    idata = problem.sample(
+        draws=1000, tune=1000, chains=2, random_seed=SEED, progressbar=False,
+        nuts_sampler="nutpie",
+    )  # fmt: skip
+    assert idata.posterior.attrs["route"] == "collapsed"
+    assert idata.posterior.attrs["nuts_sampler"] == "nutpie"
+    reference = quadrature_reference(problem, operators, PRIOR_SD, 0.05)
+    reference.pop("edge")
+    z = _z_scores(idata, reference)
+    assert max(float(v.max()) for v in z.values()) < 4.0, z
+    other = quadrature_reference(problem, operators, 0.25, 0.05)  # negative control
+    other.pop("edge")
+    assert max(float(v.max()) for v in _z_scores(idata, other).values()) > 4.0
+
+
+def test_auto_form_counts_the_closed_form_cost_and_agrees_with_the_data_form():
+    # 30 unknowns, 20 known-noise rows and 4 rows with a learned sd: the data form factorizes
+    # 24 × 24 per evaluation, the parameter form's closed form (one moving scale) costs
+    # O(n · N_S²); auto must take the latter, and both give the same log marginal likelihood.
+    rng = np.random.default_rng(5)
+    x = bj.Parameter("x", shape=30, prior=bj.priors.Normal(0.0, 1.0))
+    known = bj.Modality(
+        "known",
+        bj.physics.Linear(rng.standard_normal((20, 30)), input="x"),
+        rng.standard_normal(20),
+        bj.noise.Gaussian(0.5),
+    )
+    learned = bj.Modality(
+        "learned",
+        bj.physics.Linear(rng.standard_normal((4, 30)), input="x"),
+        rng.standard_normal(4),
+        bj.noise.Gaussian(bj.priors.HalfNormal(1.0)),
+    )
+    collapsed = CollapsedProblem(bj.JointInversion([x], [known, learned]))
+    assert collapsed.form == "parameter"
+    assert collapsed._one_scale()
+    assert collapsed._cost("parameter") < collapsed._cost("data")
+    for sd in (0.05, 0.7):
+        np.testing.assert_allclose(
+            collapsed.log_marginal_likelihood({"learned_sigma": sd}),
+            collapsed.log_marginal_likelihood({"learned_sigma": sd}, form="data"),
+            rtol=1e-10,
+        )

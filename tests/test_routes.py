@@ -248,9 +248,130 @@ def test_a_saddle_point_falls_back_to_plain_nuts_and_says_so():
 
 
 def test_exact_route_refuses_bad_counts_and_idata_options_by_name(problem):
-    with pytest.raises(ValueError, match="draws must be a positive int"):
+    # sample() checks the counts before any route (bayesjoint._checks); sample_exact itself too
+    with pytest.raises(ValueError, match=r"draws=\.\.\.\) must be at least 1, got 0"):
         problem.sample(method="exact", draws=0, chains=1)
-    with pytest.raises(ValueError, match="chains must be a positive int"):
+    with pytest.raises((TypeError, ValueError), match=r"chains"):
         problem.sample(method="exact", draws=10, chains=2.0)
+    from bayesjoint.inference.exact import sample_exact
+
+    with pytest.raises(ValueError, match="draws must be a positive int"):
+        sample_exact(problem, 0, 1)
+    with pytest.raises(ValueError, match="chains must be a positive int"):
+        sample_exact(problem, 10, 2.0)
     with pytest.raises(ValueError, match=r"idata_kwargs\['coords'\]"):
         problem.sample(method="exact", draws=10, chains=1, idata_kwargs={"coords": {}})
+
+
+# -- the exact route's speed-ups keep it exact --------------------------------------------------
+def test_exact_route_keeps_the_factorization_and_draws_the_same_posterior(problem, monkeypatch):
+    import dataclasses
+
+    from bayesjoint import linear
+
+    system = dataclasses.replace(problem.linear_gaussian_system())  # a copy: nothing kept yet
+    with monkeypatch.context() as patch:  # the reference: a triangular solve, nothing kept
+        patch.setattr(linear, "FACTOR_CACHE_LIMIT", 0)
+        solved = system.draws(10, np.random.default_rng(1))
+    assert "_kept_factorization" not in system.__dict__
+    system.draws(10, np.random.default_rng(1))
+    assert "_kept_factorization" in system.__dict__  # kept after the first use
+
+    def refuse():
+        raise AssertionError("the kept factorization should be reused")
+
+    monkeypatch.setattr(type(system), "_cholesky", lambda self: refuse())
+    kept = system.draws(10, np.random.default_rng(1))
+    # the kept inverse factor's draws z = z̄ + C⁻ᵀ ε equal the triangular solve's to rounding
+    np.testing.assert_allclose(kept[0], solved[0], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(kept[1], solved[1], rtol=1e-9, atol=1e-12)
+
+
+def test_exact_log_likelihood_and_lp_in_numpy_equal_the_compiled_model(problem):
+    from bayesjoint.inference.exact import (
+        _derived_quantities,
+        _quadratic_derived,
+        free_variable_values,
+    )
+
+    system = problem.linear_gaussian_system()
+    z, m = system.draws(50, np.random.default_rng(2))
+    free = free_variable_values(problem, z, m)
+    fast = _quadratic_derived(problem, system, z, m, free, True)
+    assert fast is not None  # independent Gaussian noise: the numpy path applies
+    _, lp, loglik = _derived_quantities(problem.model, free, True)
+    np.testing.assert_allclose(fast[1], lp, rtol=1e-10)
+    for name in loglik:
+        np.testing.assert_allclose(fast[2][name], loglik[name], rtol=1e-10, atol=1e-12)
+
+
+def test_exact_numpy_path_declines_correlated_noise_and_the_compiled_model_answers():
+    # negative control: MvNormal noise gives one log-likelihood per block, not a quadratic per
+    # datum, so the numpy path must decline (and the route still returns the model's values)
+    x = bj.Parameter("x", shape=3, prior=bj.priors.Normal(0.0, 1.0))
+    cov = np.array([[1.0, 0.5, 0.0], [0.5, 1.0, 0.2], [0.0, 0.2, 1.0]]) * 0.01
+    mod = bj.Modality(
+        "gauge",
+        bj.physics.Linear(np.eye(3), input="x"),
+        [0.1, 0.2, 0.3],
+        bj.noise.Gaussian(cov=cov),
+    )
+    problem = bj.JointInversion([x], [mod])
+    from bayesjoint.inference.exact import _quadratic_derived, free_variable_values
+
+    system = problem.linear_gaussian_system()
+    z, m = system.draws(20, np.random.default_rng(3))
+    assert (
+        _quadratic_derived(problem, system, z, m, free_variable_values(problem, z, m), True) is None
+    )
+    idata = problem.sample(draws=20, chains=1, random_seed=SEED, progressbar=False)
+    x0 = idata.posterior["x"].isel(chain=0, draw=0).values
+    expected = scipy.stats.multivariate_normal(x0, cov).logpdf([0.1, 0.2, 0.3])
+    np.testing.assert_allclose(idata.log_likelihood["gauge"].isel(chain=0, draw=0), expected)
+
+
+# -- nuts_sampler: other NUTS implementations, or a clear refusal -------------------------------
+def test_nuts_sampler_is_refused_where_it_cannot_run_naming_why(problem, monkeypatch):
+    with pytest.raises(ValueError, match=r"nuts_sampler='stan' is unknown"):
+        problem.sample(method="nuts-plain", nuts_sampler="stan", draws=5, chains=1)
+    with pytest.raises(ValueError, match=r"does not apply to method='exact'.*no NUTS"):
+        problem.sample(method="exact", nuts_sampler="nutpie", draws=5, chains=1)
+    with pytest.raises(ValueError, match=r"method='nuts'.*PyMC's own NUTS step"):
+        problem.sample(method="nuts", nuts_sampler="nutpie", draws=5, chains=1)
+    # auto leaves out the routes another sampler cannot run
+    route, reason = choose_route(problem, "auto", {"nuts_sampler": "nutpie"})
+    assert route == "nuts-plain" and "nuts_sampler='nutpie'" in reason
+    # a package that is not installed is named with its install command (find_spec: as in CI,
+    # where jax is absent)
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name in ("jax", "numpyro", "nutpie") else real(name, *a),
+    )
+    with pytest.raises(ValueError, match=r"needs \['numpyro', 'jax'\].*pip install numpyro"):
+        problem.sample(method="nuts-plain", nuts_sampler="numpyro", draws=5, chains=1)
+    with pytest.raises(ValueError, match=r"needs \['nutpie'\].*pip install nutpie"):
+        problem.sample(method="nuts-plain", nuts_sampler="nutpie", draws=5, chains=1)
+
+
+@pytest.mark.slow
+def test_nutpie_draws_match_the_exact_posterior_within_monte_carlo_error():
+    # nutpie compiles the model with numba (tens of seconds the first time); a small problem.
+    # Tolerance: 4 MCSE of each posterior mean (ArviZ's MCSE of the nutpie draws), 8 values.
+    problem = blur_and_points_problem(8, n_points=3, random_seed=SEED)
+    idata = problem.sample(
+        method="nuts-plain", nuts_sampler="nutpie", draws=500, tune=500, chains=2,
+        random_seed=SEED, progressbar=False,
+    )  # fmt: skip
+    assert idata.posterior.attrs["nuts_sampler"] == "nutpie"
+    assert set(idata.log_likelihood.data_vars) == {"blurred", "points"}
+    exact = problem.exact_posterior()
+    mean = idata.posterior["x"].mean(("chain", "draw")).values
+    mcse = az.mcse(idata.posterior[["x"]], method="mean")["x"].values
+    z = np.abs(mean - exact["mean"].values) / mcse
+    assert z.max() < 4.0, z
+    # negative control: the prior mean (0) is many MCSE away from the posterior's
+    assert (np.abs(mean) / mcse).max() > 4.0

@@ -19,7 +19,9 @@ observation operators, fixed discrepancies, linear couplings) the collapsed rout
 from __future__ import annotations
 
 import copy
+import functools
 import time
+import warnings
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,7 +35,6 @@ import pytensor
 import pytensor.tensor as pt
 import scipy.linalg as sla
 import scipy.sparse as sp
-from pymc.backends.arviz import find_observations
 from pytensor.gradient import DisconnectedType, zero_grad
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
@@ -42,6 +43,7 @@ from bayesjoint.coupling.petrophysics import Petrophysical
 from bayesjoint.discrepancy.kernels import _spd_inverse, kernel_matrix, symbolic_kernel
 from bayesjoint.inference.exact import (
     _derived_quantities,
+    _inference_data,
     _split_chains,
     latent_free_names,
     latent_free_values,
@@ -158,6 +160,11 @@ class _LogdetAndSolve(Op):
 _logdet_and_solve = _LogdetAndSolve()
 
 
+@functools.lru_cache(maxsize=16)
+def _upper_indices(n: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.triu_indices(n, 1)
+
+
 class _GaussianQuadratic(Op):
     """``log det K + rᵀ K⁻¹ r`` for a symmetric positive-definite ``K``, with its gradient.
 
@@ -184,9 +191,8 @@ class _GaussianQuadratic(Op):
             outputs[1][0] = np.full_like(matrix, np.nan)
             outputs[2][0] = np.full_like(vector, np.nan)
             return
-        lower = np.tril(inverse)
-        inverse = lower + lower.T
-        inverse[np.diag_indices_from(inverse)] *= 0.5
+        upper = _upper_indices(inverse.shape[0])
+        inverse[upper] = inverse.T[upper]  # potri fills the lower triangle only
         solution = inverse @ vector
         outputs[0][0] = np.asarray(2.0 * np.log(factor.diagonal()).sum() + solution @ vector)
         outputs[1][0] = inverse
@@ -461,6 +467,12 @@ class CollapsedProblem:
             start += var.size
         self._blocks, self._log_det_r = self._assemble(problem, system)
         self.n_data = int(sum(b.e.size for b in self._blocks))
+        if min(self.n, self.n_data) > COLLAPSED_LIMIT:  # the coupling rows count too
+            raise ValueError(
+                f"the problem has {self.n} latent values and {self.n_data} data and coupling "
+                f"rows; the collapsed route factorizes a dense matrix of the smaller size, up to "
+                f"{COLLAPSED_LIMIT}"
+            )
         if form == "auto":
             form = min(("parameter", "data"), key=self._cost)
         self.form = form
@@ -652,10 +664,34 @@ class CollapsedProblem:
             return False
         return block.factor is None or block.e.size >= self.n
 
+    def _one_scale(self) -> bool:
+        """Whether the parameter form's precision moves with one scalar (see _single_scale).
+
+        The same conditions as :meth:`_single_scale`, read from the blocks without computing
+        anything: one key over all latent columns (one learned sd scaling all, or none), at most
+        one learned-noise block in parameter space, and not both known blocks and a learned
+        noise block when a field sd is learned.
+        """
+        keys = {key for _, key in self._columns}
+        if len(keys) != 1:
+            return False
+        inside = [b for b in self._blocks if self._in_parameter_space(b, "parameter")]
+        scaled = [b for b in inside if b.factor is not None]
+        fixed = [b for b in inside if b.factor is None]
+        field_key = next(iter(keys))
+        return len(scaled) <= 1 and not (fixed and scaled and field_key is not None)
+
     def _cost(self, form: str) -> float:
+        """Floating-point work of one evaluation of ``form`` (the order of magnitude).
+
+        Data form ``N_S³``; parameter form ``n³ + N_S³ + n² N_S`` (a Cholesky factorization of
+        ``P_B``), or with one moving scale ``n + N_S² n + N_S³`` (:meth:`_single_scale`).
+        """
         rows = sum(b.e.size for b in self._blocks if not self._in_parameter_space(b, form))
         if form == "data":
             return float(rows) ** 3
+        if self._one_scale():
+            return float(self.n) * (1.0 + float(rows) ** 2) + float(rows) ** 3
         return float(self.n) ** 3 + float(rows) ** 3 + float(self.n) ** 2 * rows
 
     @cached_property
@@ -969,6 +1005,60 @@ class CollapsedProblem:
             outputs += [pieces["cov"], pieces["noise"]]
         return pytensor.function(list(scalars.values()), outputs, on_unused_input="ignore")
 
+    @cached_property
+    def _conditional_batched(self) -> Any:
+        """:attr:`_conditional_function` over vectors of θ draws (one call), or None.
+
+        Vectorized with pytensor over a leading draw axis; outputs that do not depend on ``θ``
+        are broadcast. None when pytensor cannot vectorize the graph.
+        """
+        from pytensor.graph.replace import vectorize_graph
+
+        scalars = self._scalars()
+        outputs = self._conditional_function.maker.fgraph.outputs
+        inputs = self._conditional_function.maker.fgraph.inputs
+        vectors = [pt.dvector(name) for name in scalars]
+        try:
+            graph = vectorize_graph(outputs, replace=dict(zip(inputs, vectors, strict=True)))
+            function = pytensor.function(
+                vectors, graph, mode="FAST_COMPILE", on_unused_input="ignore"
+            )
+        except (TypeError, NotImplementedError, ValueError):
+            return None
+        ndims = [o.ndim for o in outputs]
+
+        def batched(values: list[np.ndarray]) -> list[np.ndarray]:
+            n_draws = values[0].size if values else 1
+            out = function(*values)
+            return [
+                np.broadcast_to(o, (n_draws, *np.shape(o))) if np.ndim(o) == nd else np.asarray(o)
+                for o, nd in zip(out, ndims, strict=True)
+            ]
+
+        return batched
+
+    def _conditional_outputs(self, values: list[np.ndarray], n_draws: int) -> list[np.ndarray]:
+        """Return the conditional function's outputs for every θ draw, stacked on axis 0.
+
+        One vectorized call when it reproduces the per-draw function on the first and last
+        draws (relative 1e-10), else a loop of per-draw calls.
+        """
+        fn = self._conditional_function
+        batched = self._conditional_batched
+        ends = [fn(*[v[i] for v in values]) for i in sorted({0, n_draws - 1})]
+        if batched is not None:
+            try:
+                out = batched(values)
+            except (TypeError, NotImplementedError, ValueError):
+                out = None
+            if out is not None and all(
+                np.allclose(o[[0, -1]], np.stack([e[k] for e in ends])[[0, -1]], rtol=1e-10)
+                for k, o in enumerate(out)
+            ):
+                return out
+        rows = [fn(*[v[i] for v in values]) for i in range(n_draws)]
+        return [np.stack([np.asarray(r[k]) for r in rows]) for k in range(len(rows[0]))]
+
     def conditional_draws(
         self, theta: Mapping[str, np.ndarray], rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -1022,6 +1112,43 @@ class CollapsedProblem:
         m = self.prior_mean + (z * scales) @ self.prior_factor.T
         return z, m
 
+    def _closed_form_outputs(
+        self, values: list[np.ndarray], n_draws: int
+    ) -> list[np.ndarray] | None:
+        """Return ``δ, y, s`` (and ``K_S``, ``Σ̃_S``) of every θ draw in numpy, no compiled graph.
+
+        The closed form of :meth:`_single_scale` (what :attr:`_conditional_function` computes,
+        per draw) when the data-space rows have diagonal noise; None with a discrepancy block.
+        """
+        single = self._form_constants(self.form)["single"]
+        outside = self._form_constants(self.form)["outside"]
+        if any(b.discrepancy is not None for b in outside):
+            return None
+        theta = dict(zip(self.theta, values, strict=True))
+
+        def value(key: str | None) -> np.ndarray:
+            return np.ones(n_draws) if key is None else np.asarray(theta[key], dtype=float)
+
+        sd = value(single["field"])
+        inv_f2 = np.zeros(n_draws) if single["noise"] is None else 1.0 / value(single["noise"]) ** 2
+        c = sd**2 if single["c_from_fixed"] else sd**2 * inv_f2
+        delta = 1.0 / (1.0 + c[:, None] * single["lam"][None, :])
+        y = sd[:, None] * (single["t0"][None, :] + inv_f2[:, None] * single["t1"][None, :])
+        outs = [delta, y, sd]
+        if outside:
+            variances = np.concatenate(
+                [np.repeat(value(b.factor)[:, None] ** 2, b.e.size, axis=1) for b in outside],
+                axis=1,
+            )
+            u = single["u"]
+            cov = np.matmul(u[None, :, :] * ((sd**2)[:, None] * delta)[:, None, :], u.T)
+            diag = np.arange(u.shape[0])
+            cov[:, diag, diag] += variances
+            noise = np.zeros_like(cov)
+            noise[:, diag, diag] = variances
+            outs += [cov, noise]
+        return outs
+
     def _closed_form_draws(
         self, values: list[np.ndarray], n_draws: int, rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -1034,16 +1161,16 @@ class CollapsedProblem:
         """
         single = self._form_constants(self.form)["single"]
         const = self._form_constants(self.form)
-        fn = self._conditional_function
-        outs = [fn(*[v[i] for v in values]) for i in range(n_draws)]
-        delta = np.stack([o[0] for o in outs])
-        mean = delta * np.stack([o[1] for o in outs])
-        sd = np.asarray([float(o[2]) for o in outs])
+        outs = self._closed_form_outputs(values, n_draws)
+        if outs is None:  # discrepancy blocks: their covariance from the compiled graph
+            outs = self._conditional_outputs(values, n_draws)
+        delta = outs[0]
+        mean = delta * outs[1]
+        sd = np.asarray(outs[2], dtype=float).reshape(n_draws)
         eta = mean + np.sqrt(delta) * rng.standard_normal((n_draws, self.n))
-        if len(outs[0]) > 3:
+        if len(outs) > 3:
             u = single["u"]
-            cov = np.stack([o[3] for o in outs])
-            noise = np.stack([o[4] for o in outs])
+            cov, noise = outs[3], outs[4]
             eps = np.einsum(
                 "sij,sj->si",
                 np.linalg.cholesky(noise),
@@ -1100,16 +1227,24 @@ def collapsed_route_blocker(problem: Any) -> str | None:
     return None
 
 
+_FORWARD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _transformed(model: pm.Model, name: str, values: np.ndarray) -> np.ndarray:
-    """Return ``values`` of the free variable ``name`` in the sampler's (transformed) space."""
+    """Return ``values`` of the free variable ``name`` in the sampler's (transformed) space.
+
+    The forward transform is compiled once per model and variable.
+    """
     rv = model[name]
     transform = model.rvs_to_transforms.get(rv)
     if transform is None:
         return values
-    x = pt.dvector("x")
-    forward = transform.forward(x, *rv.owner.inputs)
-    fn = pytensor.function([x], forward, on_unused_input="ignore")
-    return np.asarray(fn(np.asarray(values, dtype=float).ravel())).reshape(values.shape)
+    cache = _FORWARD.setdefault(model, {})
+    if name not in cache:
+        x = pt.dvector("x")
+        forward = transform.forward(x, *rv.owner.inputs)
+        cache[name] = pytensor.function([x], forward, mode="FAST_COMPILE", on_unused_input="ignore")
+    return np.asarray(cache[name](np.asarray(values, dtype=float).ravel())).reshape(values.shape)
 
 
 def sample_collapsed(
@@ -1156,7 +1291,12 @@ def sample_collapsed(
     accept = THETA_TARGET_ACCEPT if target_accept is None else float(target_accept)
     idata_kwargs = dict(kwargs.pop("idata_kwargs", None) or {})
     log_likelihood = bool(idata_kwargs.pop("log_likelihood", True))
-    with collapsed.model:
+    if kwargs.get("nuts_sampler", "pymc") == "pymc":  # nutpie ignores (and warns about) them
+        kwargs["idata_kwargs"] = {**idata_kwargs, "log_likelihood": False}
+    with collapsed.model, warnings.catch_warnings():
+        # nutpie (numba): the factorization Ops have no numba code and run their numpy/LAPACK
+        # perform in object mode, as intended
+        warnings.filterwarnings("ignore", "Numba will use object mode", UserWarning)
         run = pm.sample(
             draws=draws,
             tune=tune,
@@ -1165,7 +1305,6 @@ def sample_collapsed(
             random_seed=random_seed,
             target_accept=accept,
             progressbar=progressbar,
-            idata_kwargs={**idata_kwargs, "log_likelihood": False},
             **kwargs,
         )
     n_chains, n_draws = run.posterior.sizes["chain"], run.posterior.sizes["draw"]
@@ -1180,18 +1319,18 @@ def sample_collapsed(
     values = {**free, **{k: _transformed(model, k, v) for k, v in flat.items()}}
     derived, lp, loglik = _derived_quantities(model, values, log_likelihood)
     stats = {name: np.asarray(run.sample_stats[name].values) for name in run.sample_stats}
-    stats["lp_marginal"] = stats.pop("lp")
+    marginal = stats.pop("lp", None)
+    marginal = stats.pop("logp", None) if marginal is None else marginal  # nutpie's name
+    if marginal is not None:
+        stats["lp_marginal"] = marginal
     stats["lp"] = lp.reshape(n_chains, n_draws)
-    dims = {name: list(d) for name, d in model.named_vars_to_dims.items() if d}
-    coords = {name: np.asarray(v) for name, v in model.coords.items()}
-    observed = {name: np.asarray(v) for name, v in find_observations(model).items()}
-    idata = az.from_dict(
-        posterior={**theta, **_split_chains({**free, **derived}, n_chains)},
-        sample_stats=stats,
-        log_likelihood=_split_chains(loglik, n_chains) if log_likelihood else None,
-        observed_data=observed,
-        coords=coords,
-        dims=dims,
+    idata = _inference_data(
+        model,
+        {
+            "posterior": {**theta, **_split_chains({**free, **derived}, n_chains)},
+            "sample_stats": stats,
+            "log_likelihood": _split_chains(loglik, n_chains) if log_likelihood else None,
+        },
     )
     assembly_time = time.perf_counter() - t1
     idata.sample_stats.attrs.update(

@@ -15,6 +15,7 @@ dims (free variables, e.g. the whitened ``<field>_white``, and deterministic fie
 
 from __future__ import annotations
 
+import datetime as _dt
 import time
 import weakref
 from collections.abc import Mapping
@@ -23,6 +24,8 @@ from typing import Any
 import arviz as az
 import numpy as np
 import pymc as pm
+import scipy.sparse as sp
+import xarray as xr
 from pymc.backends.arviz import find_observations
 from pytensor.graph.replace import vectorize_graph
 
@@ -152,35 +155,51 @@ def _batched_function(model: pm.Model, outputs: list[Any]) -> Any:
 
     The graph is vectorized over a leading draw axis (one call for all draws) when pytensor can
     do it and the vectorized function reproduces the per-draw function on the first and last
-    draws; otherwise (e.g. sparse products) the per-draw function runs in a loop.
+    draws; otherwise (e.g. sparse products) the per-draw function runs in a loop. The vectorized
+    function is compiled on the first batched call; the per-draw one is the returned function's
+    ``single`` attribute.
     """
     import pytensor
     import pytensor.tensor as pt
 
     values = model.value_vars
-    single = pytensor.function(values, outputs, on_unused_input="ignore")
+    # evaluated once per run on a whole batch, not thousands of times: pytensor's
+    # FAST_COMPILE mode (Python thunks, few rewrites) compiles in a second where the C backend
+    # takes tens of seconds on a new graph, and numpy does the batched arithmetic either way
+    single = pytensor.function(values, outputs, mode=_MODE, on_unused_input="ignore")
 
     def loop(*arrays: np.ndarray) -> list[np.ndarray]:
         rows = [single(*row) for row in zip(*arrays, strict=True)]
         return [np.stack([np.asarray(r[i]) for r in rows]) for i in range(len(outputs))]
 
-    try:
-        batched = [
-            pt.tensor(name=v.name, shape=(None, *v.type.shape), dtype=v.dtype) for v in values
-        ]
-        graph = vectorize_graph(outputs, replace=dict(zip(values, batched, strict=True)))
-        vectorized = pytensor.function(batched, graph, on_unused_input="ignore")
-    except (TypeError, NotImplementedError, ValueError):
-        return loop
+    state: dict[str, Any] = {"vectorized": None, "trusted": True}
 
-    trusted = {"vectorized": True}  # a failed check sends every later call to the loop
+    def vectorized() -> Any:
+        if state["vectorized"] is None:
+            try:
+                batched = [
+                    pt.tensor(name=v.name, shape=(None, *v.type.shape), dtype=v.dtype)
+                    for v in values
+                ]
+                graph = vectorize_graph(outputs, replace=dict(zip(values, batched, strict=True)))
+                state["vectorized"] = pytensor.function(
+                    batched, graph, mode=_MODE, on_unused_input="ignore"
+                )
+            except (TypeError, NotImplementedError, ValueError):
+                state["trusted"] = False
+        return state["vectorized"]
 
     def checked(*arrays: np.ndarray) -> list[np.ndarray]:
-        if not trusted["vectorized"]:
-            return loop(*arrays)
         n = arrays[0].shape[0]
+        if state["vectorized"] is None and state["trusted"]:
+            start = time.perf_counter()
+            loop(*[a[[0, -1]] for a in arrays])
+            if (time.perf_counter() - start) / 2 * n < _LOOP_SECONDS:
+                return loop(*arrays)  # cheaper than compiling the vectorized graph
+        if not state["trusted"] or vectorized() is None:
+            return loop(*arrays)
         try:
-            out = [np.asarray(o) for o in vectorized(*arrays)]
+            out = [np.asarray(o) for o in state["vectorized"](*arrays)]
         except (TypeError, NotImplementedError, ValueError):
             out = None
         if out is not None:
@@ -190,32 +209,44 @@ def _batched_function(model: pm.Model, outputs: list[Any]) -> Any:
                 for o, e in zip(out, ends, strict=True)
             ):
                 return out
-        trusted["vectorized"] = False
+        state["trusted"] = False  # a failed check sends every later call to the loop
         return loop(*arrays)
 
+    checked.single = single  # type: ignore[attr-defined]
     return checked
 
 
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: pytensor mode of the functions of the draws (see :func:`_batched_function`).
+_MODE = "FAST_COMPILE"
+#: Below this projected time (seconds) a batch of draws runs through the per-draw function in a
+#: loop rather than paying for compiling the vectorized graph (seconds) on first use.
+_LOOP_SECONDS = 0.5
+#: Sparse operators with at most this many entries are densified for the products of
+#: :func:`_quadratic_derived` (a dense product of the draws is faster than scipy's there).
+_DENSIFY_LIMIT = 2**18
 
 
-def _derived_quantities(
-    model: pm.Model, values: Mapping[str, np.ndarray], log_likelihood: bool
-) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray]]:
-    """Return the deterministics, the log posterior density and the pointwise log-likelihoods.
+def _derived_function(model: pm.Model, log_likelihood: bool) -> Any:
+    """Return the batched function of the deterministics, ``lp`` and pointwise log-likelihoods.
 
-    One compiled function (cached per model) evaluates all three for every draw.
+    Compiled once per model (see :func:`_batched_function`).
     """
-    deterministics = list(model.deterministics)
-    observed = list(model.observed_RVs) if log_likelihood else []
     key = (log_likelihood,)
     cache = _COMPILED.setdefault(model, {})
     if key not in cache:
+        observed = list(model.observed_RVs) if log_likelihood else []
         pointwise = model.logp(vars=observed, sum=False) if observed else []
-        fields = model.replace_rvs_by_values(deterministics)  # in terms of the value variables
+        fields = model.replace_rvs_by_values(list(model.deterministics))  # of the value variables
         cache[key] = _batched_function(model, [*fields, model.logp(), *pointwise])
-    outputs = cache[key](*[values[model.values_to_rvs[v].name] for v in model.value_vars])
-    n_draws = next(iter(values.values())).shape[0]
+    return cache[key]
+
+
+def _unpack(
+    model: pm.Model, outputs: list[Any], n_draws: int, log_likelihood: bool
+) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray]]:
+    deterministics = list(model.deterministics)
+    observed = list(model.observed_RVs) if log_likelihood else []
 
     def per_draw(out: Any) -> np.ndarray:
         return np.asarray(out).reshape(n_draws, *np.shape(out)[1:])
@@ -229,8 +260,163 @@ def _derived_quantities(
     return derived, lp, loglik
 
 
+def _derived_quantities(
+    model: pm.Model, values: Mapping[str, np.ndarray], log_likelihood: bool
+) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray]]:
+    """Return the deterministics, the log posterior density and the pointwise log-likelihoods.
+
+    One compiled function (cached per model) evaluates all three for every draw.
+    """
+    function = _derived_function(model, log_likelihood)
+    outputs = function(*[values[model.values_to_rvs[v].name] for v in model.value_vars])
+    n_draws = next(iter(values.values())).shape[0]
+    return _unpack(model, outputs, n_draws, log_likelihood)
+
+
+def _quadratic_derived(
+    problem: Any,
+    system: LinearGaussianSystem,
+    z: np.ndarray,
+    m: np.ndarray,
+    values: Mapping[str, np.ndarray],
+    log_likelihood: bool,
+) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray]] | None:
+    """:func:`_derived_quantities` of exact draws in numpy, checked; None where it does not apply.
+
+    Notes
+    -----
+    For the exact system, with the whitened residuals ``e_k = r̃_k − G_k m`` of every block
+    ``k`` (modalities, linear-Gaussian couplings), the model's log density is
+    ``lp = c − ½ (‖z‖² + Σ_k ‖e_k‖²)`` (the value variables are ``m`` or ``z`` blocks, a
+    constant-Jacobian change of coordinates), a block with independent Gaussian noise has the
+    pointwise log-likelihood ``c_k − ½ e_k²`` and a deterministic named after a latent variable is
+    its block of ``m``. The constants come from the compiled model at the first draw; the
+    compiled model at the last draw must then agree (relative 1e-9) with every array, else None
+    (the caller evaluates the compiled model for every draw). Cost: one product with each
+    ``G_k`` (sparse ones stay sparse) and elementwise work, no compiled call per draw.
+    """
+    model = problem.model
+    n_draws = z.shape[0]
+    deterministics = [v.name for v in model.deterministics]
+    observed = [rv.name for rv in model.observed_RVs] if log_likelihood else []
+    blocks = list(system.modalities)
+    if n_draws < 2 or any(n not in problem.latent for n in deterministics):
+        return None
+    if any(name not in blocks for name in observed):
+        return None
+    squares = np.einsum("ij,ij->i", z, z)
+    residuals = {}
+    for name, g, r in zip(blocks, system.operators, system.residuals, strict=True):
+        if sp.issparse(g) and g.shape[0] * g.shape[1] > _DENSIFY_LIMIT:
+            resid = np.asarray(g @ np.ascontiguousarray(m.T)).T  # scipy would copy m.T anyway
+        else:  # small sparse blocks: a dense product is faster than scipy's
+            resid = m @ (g.toarray() if sp.issparse(g) else np.asarray(g, dtype=float)).T
+        resid -= np.asarray(r, dtype=float)  # −e_k, in place (few temporaries: they dominate)
+        np.square(resid, out=resid)
+        resid *= 0.5  # ½ e_k²
+        squares += 2.0 * resid.sum(axis=1)
+        residuals[name] = resid
+    columns, start = {}, 0
+    for name, var in problem.latent.items():
+        columns[name] = slice(start, start + var.size)
+        start += var.size
+    function = _derived_function(model, log_likelihood).single
+    ends = []
+    for i in (0, n_draws - 1):
+        out = function(*[values[model.values_to_rvs[v].name][i] for v in model.value_vars])
+        ends.append(_unpack(model, [np.asarray(o)[None] for o in out], 1, log_likelihood))
+    derived = {}
+    for name in deterministics:
+        shape = ends[0][0][name].shape[1:]
+        block = m[:, columns[name]]
+        if block.shape[1] != int(np.prod(shape, dtype=int)):
+            return None
+        derived[name] = block.reshape(n_draws, *shape)
+    lp = ends[0][1][0] + 0.5 * squares[0] - 0.5 * squares
+    loglik = {}
+    for name in observed:
+        ref = ends[0][2][name][0]
+        half = residuals[name]  # ½ e_k², overwritten into the log-likelihood
+        if ref.size != half.shape[1]:
+            return None  # one value per block (correlated noise): not pointwise quadratic
+        offset = ref.ravel() + half[0]
+        half *= -1.0
+        half += offset
+        loglik[name] = half.reshape(n_draws, *ref.shape)
+
+    def agrees(fast: np.ndarray, reference: np.ndarray) -> bool:
+        reference = np.asarray(reference, dtype=float)
+        scale = 1.0 + float(np.max(np.abs(reference), initial=0.0))
+        return fast.shape == reference.shape and bool(
+            np.allclose(fast, reference, rtol=1e-9, atol=1e-9 * scale)
+        )
+
+    last = ends[1]
+    checks = [agrees(lp[-1:], last[1])]
+    checks += [agrees(derived[k][-1:], last[0][k]) for k in deterministics]
+    checks += [agrees(loglik[k][-1:], last[2][k]) for k in observed]
+    return (derived, lp, loglik) if all(checks) else None
+
+
 def _split_chains(arrays: Mapping[str, np.ndarray], chains: int) -> dict[str, np.ndarray]:
     return {k: v.reshape(chains, -1, *v.shape[1:]) for k, v in arrays.items()}
+
+
+def _dataset(
+    arrays: Mapping[str, np.ndarray],
+    coords: Mapping[str, np.ndarray],
+    dims: Mapping[str, list[str]],
+    attrs: Mapping[str, Any],
+    sample_dims: bool = True,
+) -> xr.Dataset:
+    """Build one InferenceData group directly, in the layout of :func:`arviz.from_dict`.
+
+    ``arrays`` have shape ``(chain, draw, *shape)`` when ``sample_dims``; a variable without
+    named dims gets ``<name>_dim_<i>`` with an integer coordinate, as ArviZ names them. The
+    arrays are not copied (ArviZ's converter copies and checks every one, which dominated the
+    exact route's time).
+    """
+    variables: dict[str, Any] = {}
+    index: dict[str, np.ndarray] = {}
+    lead = ["chain", "draw"] if sample_dims else []
+    for name, value in arrays.items():
+        value = np.asarray(value)
+        shape = value.shape[len(lead) :]
+        names = list(dims.get(name, []))[: len(shape)]  # e.g. one log-likelihood per block
+        names += [f"{name}_dim_{i}" for i in range(len(names), len(shape))]
+        for dim, size in zip(names, shape, strict=True):
+            if dim not in index:
+                index[dim] = np.asarray(coords[dim]) if dim in coords else np.arange(size)
+        variables[name] = xr.Variable([*lead, *names], value)
+    if sample_dims and arrays:
+        first = np.asarray(next(iter(arrays.values())))
+        index = {"chain": np.arange(first.shape[0]), "draw": np.arange(first.shape[1]), **index}
+    return xr.Dataset(variables, coords=index, attrs=dict(attrs))
+
+
+def _inference_data(
+    model: pm.Model,
+    groups: Mapping[str, Mapping[str, np.ndarray] | None],
+    observed: bool = True,
+) -> az.InferenceData:
+    """Return ``InferenceData`` of ``groups`` (``(chain, draw, ...)`` arrays) on the model's dims.
+
+    ``observed`` adds the ``observed_data`` group. Attributes ``created_at`` and
+    ``arviz_version`` as ArviZ writes them.
+    """
+    dims = {name: list(d) for name, d in model.named_vars_to_dims.items() if d}
+    coords = {name: np.asarray(values) for name, values in model.coords.items()}
+    attrs = {"created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+             "arviz_version": az.__version__}  # fmt: skip
+    out = {
+        name: _dataset(arrays, coords, dims, attrs)
+        for name, arrays in groups.items()
+        if arrays is not None
+    }
+    if observed:
+        values = {name: np.asarray(v) for name, v in find_observations(model).items()}
+        out["observed_data"] = _dataset(values, coords, dims, attrs, sample_dims=False)
+    return az.InferenceData(**out)
 
 
 def sample_exact(
@@ -281,17 +467,15 @@ def sample_exact(
     draw_time = time.perf_counter() - t0
     t1 = time.perf_counter()
     free = free_variable_values(problem, z, m)
-    derived, lp, loglik = _derived_quantities(model, free, log_likelihood)
-    dims = {name: list(d) for name, d in model.named_vars_to_dims.items() if d}
-    coords = {name: np.asarray(values) for name, values in model.coords.items()}
-    observed = {name: np.asarray(value) for name, value in find_observations(model).items()}
-    idata = az.from_dict(
-        posterior=_split_chains({**free, **derived}, chains),
-        sample_stats=_split_chains({"lp": lp}, chains),
-        log_likelihood=_split_chains(loglik, chains) if log_likelihood else None,
-        observed_data=observed,
-        coords=coords,
-        dims=dims,
+    fast = _quadratic_derived(problem, system, z, m, free, log_likelihood)
+    derived, lp, loglik = fast or _derived_quantities(model, free, log_likelihood)
+    idata = _inference_data(
+        model,
+        {
+            "posterior": _split_chains({**free, **derived}, chains),
+            "sample_stats": _split_chains({"lp": lp}, chains),
+            "log_likelihood": _split_chains(loglik, chains) if log_likelihood else None,
+        },
     )
     assembly_time = time.perf_counter() - t1
     idata.sample_stats.attrs.update(
