@@ -22,9 +22,11 @@ from bayesjoint import (
     validate,
 )
 from bayesjoint._version import __version__
+from bayesjoint.batch import sample_many
 from bayesjoint.coupling import CrossGradient, Petrophysical
 from bayesjoint.diagnostics import diagnose
 from bayesjoint.grid import Grid
+from bayesjoint.inference.interrupt import SamplingInterrupted
 from bayesjoint.io import load, save
 from bayesjoint.joint import JointInversion
 from bayesjoint.latent import Field, Parameter
@@ -42,6 +44,7 @@ __all__ = [
     "Modality",
     "Parameter",
     "Petrophysical",
+    "SamplingInterrupted",
     "__version__",
     "coupling",
     "diagnose",
@@ -57,6 +60,7 @@ __all__ = [
     "physics",
     "priors",
     "report",
+    "sample_many",
     "save",
     "validate",
 ]

@@ -7,11 +7,13 @@ from typing import Any
 
 import numpy as np
 
+from bayesjoint._checks import as_real_array, check_dim_names, checked_init
+
 __all__ = ["Grid"]
 
 
 def _check_axis(name: str, values: Any, what: str) -> np.ndarray:
-    arr = np.asarray(values, dtype=float)
+    arr = as_real_array(values, f"Grid axis {name!r}: {what}")
     if arr.ndim != 1 or arr.size < 1:
         raise ValueError(
             f"Grid axis {name!r}: {what} must be a non-empty 1-D array, got {arr.shape}"
@@ -104,9 +106,15 @@ class Grid:
     array([ 0., 10., 20., 30., 40.])
     """
 
+    @checked_init("bj.Grid")
     def __init__(self, edges: Mapping[str, Any] | None = None, **centers: Any):
         if not centers:
             raise ValueError("Grid needs at least one axis, e.g. bj.Grid(x=centres)")
+        check_dim_names(tuple(centers), "Grid axis names")
+        if edges is not None and not isinstance(edges, Mapping):
+            raise TypeError(
+                f"Grid edges must be a mapping of axis name to edges, got {type(edges).__name__}"
+            )
         self.centers: dict[str, np.ndarray] = {
             name: _check_axis(name, c, "centres") for name, c in centers.items()
         }

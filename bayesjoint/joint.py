@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import arviz as az
 import numpy as np
 import pymc as pm
+import pytensor
 import pytensor.tensor as pt
 import xarray as xr
 
 from bayesjoint import linear
+from bayesjoint._checks import as_seed, checked_init
 from bayesjoint.coupling.base import Coupling
 from bayesjoint.discrepancy.builder import DiscrepancyBlock, process_name
-from bayesjoint.io import attach_provenance, provenance
+from bayesjoint.io import provenance
 from bayesjoint.latent import LatentVariable
 from bayesjoint.linear import LinearGaussianSystem
 from bayesjoint.modality import Modality
@@ -105,6 +108,7 @@ class JointInversion:
     (2.4, 0.8)
     """
 
+    @checked_init("bj.JointInversion")
     def __init__(
         self,
         latent: Sequence[LatentVariable] | LatentVariable,
@@ -170,6 +174,9 @@ class JointInversion:
             coupling.validate(self.latent)
         self._model: pm.Model | None = None
         self._linear_system: LinearGaussianSystem | ValueError | None = None
+        # observed data of the modalities outside discrepancy blocks, as shared variables of the
+        # model: with_data() hands the built model on and only these values change
+        self._observed: dict[str, Any] = {}
 
     # -- validation helpers ---------------------------------------------------------------
     def _plan_discrepancy_blocks(self) -> dict[str, DiscrepancyBlock]:
@@ -221,7 +228,90 @@ class JointInversion:
         """The PyMC model (built once, on first access); extend it with plain PyMC if you like."""
         if self._model is None:
             self._model = self._build_model()
+        for name, shared in self._observed.items():  # a model shared with with_data() copies
+            own = self.modalities[name].data
+            if shared.get_value(borrow=True) is not own:
+                shared.set_value(own, borrow=True)
         return self._model
+
+    def with_data(self, data: Mapping[str, Any]) -> JointInversion:
+        """Return the same problem with new data for some modalities, reusing what was built.
+
+        Parameters
+        ----------
+        data : mapping of str to array_like
+            New data per modality name, each of the shape of that modality's data (finite
+            reals); modalities left out keep theirs.
+
+        Returns
+        -------
+        JointInversion
+            A problem that shares this one's latent variables, couplings, noise models and, when
+            no discrepancy block holds a changed modality, its PyMC model: the observed data
+            are shared variables of the model, set to the problem's own values whenever its
+            :attr:`model` is read, so compiled functions cached on the model (the exact route's)
+            are reused. The linear-Gaussian system is assembled afresh (the data vector changes,
+            the operators do not); the collapsed route builds its own.
+
+        Raises
+        ------
+        ValueError
+            For an unknown modality name, or data of another shape or with NaN/inf values.
+
+        Examples
+        --------
+        >>> import bayesjoint as bj
+        >>> x = bj.Parameter("x", prior=bj.priors.Normal(0.0, 2.0))
+        >>> a = bj.Modality("a", physics=bj.physics.Linear([[1.0]], input="x"), data=[3.0],
+        ...                 noise=bj.noise.Gaussian(1.0))
+        >>> problem = bj.JointInversion(latent=[x], modalities=[a])
+        >>> float(problem.with_data({"a": [1.0]}).exact_posterior()["mean"][0])
+        0.8
+        """
+        import copy
+
+        if not isinstance(data, Mapping):
+            raise TypeError(
+                f"with_data takes a mapping of modality name to data, got {type(data).__name__}"
+            )
+        unknown = sorted(set(data) - set(self.modalities))
+        if unknown:
+            raise ValueError(
+                f"with_data: {unknown} are not modalities of this problem; it has "
+                f"{sorted(self.modalities)}"
+            )
+        modalities = dict(self.modalities)
+        for name, values in data.items():
+            old = self.modalities[name]
+            values = np.asarray(getattr(values, "values", values), dtype=float)
+            if values.shape != old.data.shape:
+                raise ValueError(
+                    f"with_data: modality {name!r} has data of shape {old.data.shape}, got "
+                    f"{values.shape}; give new data of the same shape (or build a new problem)"
+                )
+            if not np.all(np.isfinite(values)):
+                raise ValueError(
+                    f"with_data: the new data of modality {name!r} contain NaN or inf values"
+                )
+            values = values.copy()
+            values.flags.writeable = False
+            mod = copy.copy(old)
+            mod.data = values
+            modalities[name] = mod
+        new = copy.copy(self)
+        new.modalities = modalities
+        new._linear_system = None
+        changed_blocks = {
+            block for block, mods in self.blocks() if any(m.name in data for m in mods)
+        }
+        if changed_blocks & set(self._discrepancy_blocks):
+            # a discrepancy block's plan reads its data (e.g. a default amplitude prior)
+            new._discrepancy_blocks = new._plan_discrepancy_blocks()
+            new._model, new._observed = None, {}
+        else:
+            new._model = self.model  # built once here, so that every copy shares it
+            new._observed = dict(self._observed)
+        return new
 
     def blocks(self) -> list[tuple[str, list[Modality]]]:
         """Return the likelihood blocks: ``(name, modalities)`` in declaration order.
@@ -256,6 +346,7 @@ class JointInversion:
 
     def _build_model(self) -> pm.Model:
         coords = {dim: values for dim, values in self._coords.items()}
+        self._observed = {}
         with pm.Model(coords=coords) as model:
             tensors = {name: var.build() for name, var in self.latent.items()}
             for coupling in self.couplings:
@@ -275,7 +366,9 @@ class JointInversion:
                     self._discrepancy_blocks[block].build(model, means)
                 else:
                     mod = mods[0]
-                    mod.noise.build(mod.name, means[mod.name], mod.data, mod.dims)
+                    observed = pytensor.shared(mod.data, name=f"{mod.name}__observed", borrow=True)
+                    self._observed[mod.name] = observed
+                    mod.noise.build(mod.name, means[mod.name], observed, mod.dims)
         return model
 
     @staticmethod
@@ -318,6 +411,9 @@ class JointInversion:
         random_seed: int | None = None,
         target_accept: float | None = None,
         progressbar: bool = True,
+        checkpoint: str | os.PathLike | None = None,
+        checkpoint_every: float = 30.0,
+        resume: bool = False,
         **kwargs: Any,
     ) -> az.InferenceData:
         """Sample the joint posterior by the fastest route that is right for the problem.
@@ -336,13 +432,25 @@ class JointInversion:
             choice in one line and records it (``route``, ``route_reason``) in the provenance.
         cores : int, optional
             Parallel chains; PyMC's default when omitted.
-        random_seed : int, optional
-            Seed; when omitted one is drawn from OS entropy and recorded in the provenance.
+        random_seed : int, numpy.random.Generator or numpy.random.SeedSequence, optional
+            Seed (a Generator or SeedSequence gives an integer seed drawn from it); when omitted
+            one is drawn from OS entropy; the integer is recorded in the provenance.
         target_accept : float, optional
             NUTS target acceptance rate (raise towards 0.95 for difficult geometry); by default
             0.8 on the NUTS routes and 0.95 on the collapsed route, whose few hyperparameters
             often have a steep side.
         progressbar : bool, default True
+        checkpoint : str or path-like, optional
+            A results file written while sampling (every ``checkpoint_every`` seconds on the
+            NUTS routes, at the end on the others) and when the run ends or is interrupted;
+            :func:`bayesjoint.load` reads it at any moment (see
+            ``bayesjoint.inference.checkpoint``). An existing file is refused unless
+            ``resume=True``.
+        checkpoint_every : float, default 30
+            Seconds between writes of the checkpoint.
+        resume : bool, default False
+            Continue the run in ``checkpoint`` to ``draws`` per chain (each chain from its last
+            kept draw); start afresh when the file does not exist.
         **kwargs
             Passed to :func:`pymc.sample` (NUTS routes; NUTS step options such as
             ``max_treedepth`` go to the preconditioned step) or :func:`pymc.sample_smc`; the
@@ -358,16 +466,45 @@ class JointInversion:
 
         Raises
         ------
+        TypeError, ValueError
+            Before anything is compiled: for a count that is not a whole number ≥ 1 (``tune``
+            ≥ 0), ``target_accept`` outside (0, 1), a seed of another type, an unknown keyword
+            (naming the closest valid one), draws that cannot fit in memory (with the figure).
         ValueError
             For an unknown ``method``, or a route that does not apply (naming the part of the
             problem that prevents it).
+        bayesjoint.SamplingInterrupted
+            On SIGINT (Ctrl-C) or SIGTERM: every chain stops, no worker process is left, and the
+            exception carries the kept draws (``.idata``, provenance ``interrupted``,
+            ``complete = 0``, ``draws_per_chain``), also written to ``checkpoint``.
         """
-        from bayesjoint.inference.routes import sample_route
+        from bayesjoint.inference.arguments import check_sample_arguments
+        from bayesjoint.inference.checkpoint import sample_checkpointed
 
-        seed = _fresh_seed() if random_seed is None else int(random_seed)
-        idata, extra = sample_route(
+        seed = check_sample_arguments(
+            self,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            cores=cores,
+            random_seed=random_seed,
+            target_accept=target_accept,
+            method=method,
+            kwargs=kwargs,
+        )
+        seed = _fresh_seed() if seed is None else seed
+
+        def attrs(entries: Mapping[str, Any]) -> dict:
+            extra = dict(entries)
+            extra.setdefault("tune", tune)
+            if extra.get("route") in ("nuts", "nuts-plain", "collapsed"):
+                extra.setdefault("target_accept", 0.8 if target_accept is None else target_accept)
+            return self._provenance(seed, extra)
+
+        return sample_checkpointed(
             self,
             method,
+            attrs,
             draws=draws,
             tune=tune,
             chains=chains,
@@ -375,12 +512,11 @@ class JointInversion:
             random_seed=seed,
             target_accept=target_accept,
             progressbar=progressbar,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
             **kwargs,
         )
-        extra.setdefault("tune", tune)
-        if extra.get("route") in ("nuts", "nuts-plain", "collapsed"):
-            extra.setdefault("target_accept", 0.8 if target_accept is None else target_accept)
-        return attach_provenance(idata, self._provenance(seed, extra))
 
     def find_map(self, *, random_seed: int | None = None, **kwargs: Any) -> xr.Dataset:
         """Return the maximum a posteriori point as a Dataset on the model's dims.
@@ -420,7 +556,8 @@ class JointInversion:
             ``idata`` with a ``posterior_predictive`` group (one variable per modality) when
             ``extend_inferencedata`` is True, else a new InferenceData with that group.
         """
-        seed = _fresh_seed() if random_seed is None else int(random_seed)
+        seed = as_seed(random_seed, "sample_posterior_predictive(random_seed=...)")
+        seed = _fresh_seed() if seed is None else seed
         with self.model:
             out = pm.sample_posterior_predictive(
                 idata,

@@ -8,6 +8,14 @@ from typing import Any
 
 import numpy as np
 
+from bayesjoint._checks import (
+    as_shape,
+    check_dim_names,
+    check_memory,
+    check_units,
+    checked_init,
+    latent_bytes,
+)
 from bayesjoint._labels import element_labels
 from bayesjoint.grid import Grid
 from bayesjoint.priors import Prior, as_prior
@@ -62,12 +70,21 @@ def dims_and_coords(
     if dims is None:
         dims_t = (stem,) if len(shape) == 1 else tuple(f"{stem}_{k}" for k in range(len(shape)))
     else:
+        if not isinstance(dims, (str, Sequence)):
+            raise TypeError(
+                f"{owner}: dims must be a str or a sequence of str, got {type(dims).__name__}"
+            )
         dims_t = (dims,) if isinstance(dims, str) else tuple(dims)
+        check_dim_names(dims_t, f"{owner}: dims")
         if len(dims_t) != len(shape):
             raise ValueError(
                 f"{owner}: {len(dims_t)} dims {dims_t} for shape {shape}; give one dim name per "
                 "axis"
             )
+    if coords is not None and not isinstance(coords, Mapping):
+        raise TypeError(
+            f"{owner}: coords must be a mapping of dim name to values, got {type(coords).__name__}"
+        )
     given = dict(coords or {})
     out = {}
     for dim, n in zip(dims_t, shape, strict=True):
@@ -147,6 +164,7 @@ class Parameter(LatentVariable):
 
     kind = "parameter"
 
+    @checked_init("bj.Parameter")
     def __init__(
         self,
         name: str,
@@ -158,9 +176,13 @@ class Parameter(LatentVariable):
         units: str | None = None,
     ):
         self.name = check_name(name, "Parameter")
-        shape_t = (int(shape),) if np.ndim(shape) == 0 else tuple(int(s) for s in shape)
-        if any(s < 1 for s in shape_t):
-            raise ValueError(f"Parameter {name!r}: shape entries must be >= 1, got {shape_t}")
+        shape_t = as_shape(shape, f"Parameter {name!r}: shape")
+        size = int(np.prod(shape_t, dtype=float))
+        check_memory(
+            latent_bytes(size, len(shape_t)),
+            f"Parameter {name!r} of shape {shape_t} ({size:.3g} values)",
+            "give a smaller shape",
+        )
         self.shape = shape_t
         if prior is None:
             raise TypeError(f"Parameter {name!r}: give a prior, e.g. prior=bj.priors.Normal(0, 1)")
@@ -168,7 +190,7 @@ class Parameter(LatentVariable):
         self.dims, self.coords = dims_and_coords(
             f"Parameter {name!r}", shape_t, dims, coords, f"{name}_index"
         )
-        self.units = units
+        self.units = check_units(units, f"Parameter {name!r}")
         self.prior.validate(f"Parameter {name!r}", self.shape, None)
 
     def __repr__(self) -> str:
@@ -202,6 +224,7 @@ class Field(LatentVariable):
 
     kind = "field"
 
+    @checked_init("bj.Field")
     def __init__(
         self, name: str, grid: Grid, prior: Prior | None = None, *, units: str | None = None
     ):
@@ -218,7 +241,7 @@ class Field(LatentVariable):
         self.dims = grid.dims
         self.coords = dict(grid.centers)
         self.prior = as_prior(prior, f"Field {name!r}")
-        self.units = units
+        self.units = check_units(units, f"Field {name!r}")
         self.prior.validate(f"Field {name!r}", self.shape, grid)
 
     def __repr__(self) -> str:

@@ -59,6 +59,7 @@ from bayesjoint.priors import GaussianField, KroneckerFactor
 __all__ = [
     "COV_LIMIT",
     "DENSE_LIMIT",
+    "FACTOR_CACHE_LIMIT",
     "LinearGaussianSystem",
     "PriorFactor",
     "exact_posterior",
@@ -84,6 +85,10 @@ DENSE_LIMIT = 12_000
 #: Largest number of parameters for which :meth:`LinearGaussianSystem.posterior` includes the
 #: ``n × n`` covariance unless asked (4,096² float64 = 134 MB).
 COV_LIMIT = 4_096
+#: Largest number of parameters for which the system keeps its dense Cholesky factor and its
+#: inverse after the first use (2 × 4,096² float64 = 268 MB at most), so that repeated draws
+#: (the exact sampling route) skip the factorization.
+FACTOR_CACHE_LIMIT = 4_096
 #: Working memory of one block of right-hand sides of the matrix-free route (bytes).
 BLOCK_BYTES = 256 * 2**20
 #: Working memory of the matrix-free route's preconditioner sketch (bytes).
@@ -722,15 +727,67 @@ class LinearGaussianSystem:
         p[np.diag_indices(self.n)] += 1.0
         return p
 
+    def _factorization(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(C, z̄)``: the Cholesky factor of ``P`` and the whitened mean ``P⁻¹ b``.
+
+        Kept on the system (computed once) up to :data:`FACTOR_CACHE_LIMIT` parameters, so that
+        repeated draws (the exact sampling route) cost triangular solves only. The factor is
+        read-only once kept: callers that overwrite must copy.
+        """
+        kept = self.__dict__.get("_kept_factorization")
+        if kept is not None:
+            return kept
+        chol = self._cholesky()
+        mean_z = self.__dict__.pop("_stable_mean", None)
+        if mean_z is None:
+            mean_z = sla.cho_solve((chol, True), self._rhs(), check_finite=False)
+        if self.n <= FACTOR_CACHE_LIMIT:
+            chol.setflags(write=False)
+            mean_z.setflags(write=False)
+            object.__setattr__(self, "_kept_factorization", (chol, mean_z))  # frozen dataclass
+        return chol, mean_z
+
+    def _draw_operator(self) -> np.ndarray | None:
+        """Return ``C⁻¹`` (dense, lower triangular) when the factorization is kept, else None.
+
+        With it, the whitened draws of a block of ``ε`` rows are the product ``z̄ + ε C⁻¹``
+        (one matrix product, as fast as drawing from a covariance factor) instead of a
+        triangular solve per call.
+        """
+        kept = self.__dict__.get("_kept_draw_operator")
+        if kept is not None or "_kept_factorization" not in self.__dict__:
+            return kept
+        chol, _ = self._factorization()
+        inverse, info = sla.lapack.dtrtri(chol, lower=1, overwrite_c=0)
+        if info != 0:  # pragma: no cover - C has a positive diagonal (P ⪰ I)
+            return None
+        inverse = np.ascontiguousarray(np.tril(inverse))
+        inverse.setflags(write=False)
+        object.__setattr__(self, "_kept_draw_operator", inverse)
+        return inverse
+
     def _cholesky(self) -> np.ndarray:
         """Return the lower Cholesky factor ``C`` of ``P`` (Fortran order, built in place)."""
         p = self._precision()
+        # P ⪰ I, but when the data are far more precise than the prior the rounding of
+        # Σ G_kᵀ G_k swamps I: then [W; I] is factored by QR (bayesjoint._stable)
+        from bayesjoint._stable import STABLE_LIMIT, qr_factorization
+
+        extreme = float(np.max(p.diagonal())) > STABLE_LIMIT
         chol, info = sla.lapack.dpotrf(p.T, lower=1, clean=1, overwrite_a=1)
-        if info != 0:  # P ⪰ I, so only NaN or inf in the operators can get here
-            raise ValueError(
-                f"the posterior precision is not positive definite (LAPACK dpotrf info={info}); "
-                "check the operators and noise for NaN or inf"
-            )
+        if info == 0 and not extreme:
+            return chol
+        try:
+            targets = [
+                np.asarray(r - g @ self.prior_mean).ravel()
+                for g, r in zip(self.operators, self.residuals, strict=True)
+            ]
+            chol, mean_z = qr_factorization(self.whitened(), targets, self.n)
+        except ValueError:
+            if info == 0:  # the dense [W; I] does not fit: keep the Cholesky factor
+                return chol
+            raise
+        object.__setattr__(self, "_stable_mean", mean_z)  # read once by _factorization
         return chol
 
     # -- the matrix-free route ------------------------------------------------------------
@@ -895,7 +952,10 @@ class LinearGaussianSystem:
         -----
         Dense: with ``P = C Cᵀ`` and ``z̄ = P⁻¹ Σ_k W_kᵀ (r̃_k − G_k μ)``, a draw is
         ``z = z̄ + C⁻ᵀ ε``, ``ε ~ N(0, I)``, since ``Cov(C⁻ᵀ ε) = C⁻ᵀ C⁻¹ = P⁻¹``; then
-        ``m = μ + L z``. Matrix-free: perturbation-optimization (class notes).
+        ``m = μ + L z``. Up to :data:`FACTOR_CACHE_LIMIT` parameters the system keeps ``C``,
+        ``z̄`` and ``C⁻¹`` after the first call, and later calls cost one triangular product
+        ``C⁻ᵀ ε`` for all draws (BLAS ``trmm``); beyond, one triangular solve per call.
+        Matrix-free: perturbation-optimization (class notes).
 
         Examples
         --------
@@ -923,17 +983,22 @@ class LinearGaussianSystem:
             block_size = self._block_columns(n_draws, first["rows"])
             info = {**first, "block": block_size, "iterations": iterations}
         else:
-            chol = self._cholesky()
-            mean_z = sla.cho_solve((chol, True), self._rhs(), check_finite=False)
+            chol, mean_z = self._factorization()
             eps = rng.standard_normal((n_draws, self.n))
-            # C⁻ᵀ ε for all draws in one triangular solve, in place (Fortran view of eps)
-            solved = sla.solve_triangular(
-                chol, eps.T, trans="T", lower=True, overwrite_b=True, check_finite=False
-            )
-            z = np.ascontiguousarray(solved.T)
-            del chol, eps, solved
+            inverse = self._draw_operator()
+            if inverse is not None:  # kept factor: z = C⁻ᵀ ε per draw, a triangular product
+                z = sla.blas.dtrmm(1.0, inverse, eps.T, side=0, lower=1, trans_a=1, overwrite_b=1).T
+            else:  # C⁻ᵀ ε for all draws in one triangular solve, in place (Fortran view of eps)
+                z = sla.solve_triangular(
+                    chol, eps.T, trans="T", lower=True, overwrite_b=True, check_finite=False
+                ).T
+            del chol, eps
             z += mean_z
-            m = self.prior_operator.right(z.copy(), transpose=True)
+            factor = self.prior_operator
+            if factor.is_diagonal:  # m = μ + z ⊙ diag L in two passes, no copy
+                m = np.multiply(z, np.concatenate([v for _, _, v in factor.blocks]))
+            else:
+                m = factor.right(z.copy(), transpose=True)
             m += self.prior_mean
             info = {}
         info = {"method": route, **info}
@@ -984,10 +1049,9 @@ class LinearGaussianSystem:
         attrs = {"method": "exact linear-Gaussian posterior (Cholesky, prior-whitened)"}
         covariance = sd_values = None
         if route == "dense":
-            chol = self._cholesky()
-            mean_z = sla.cho_solve((chol, True), self._rhs(), check_finite=False)
+            chol, mean_z = self._factorization()
         if route == "dense" and sd:
-            inverse, info = sla.lapack.dtrtri(chol, lower=1, overwrite_c=1)
+            inverse, info = sla.lapack.dtrtri(chol, lower=1, overwrite_c=int(chol.flags.writeable))
             if info != 0:
                 raise ValueError(f"the Cholesky factor is singular (LAPACK dtrtri info={info})")
             y = factor.left(inverse.T)  # L C⁻ᵀ, in place: cov = Y Yᵀ
@@ -1038,7 +1102,14 @@ class LinearGaussianSystem:
         precision = np.eye(self.n)
         for k in keep:
             precision += whitened[k].T @ whitened[k]
-        return sla.cholesky(precision, lower=True), precision
+        from bayesjoint._stable import STABLE_LIMIT, qr_factorization
+
+        if float(np.max(precision.diagonal())) <= STABLE_LIMIT:
+            return sla.cholesky(precision, lower=True), precision
+        # data far more precise than the prior: factor [W; I] by QR (bayesjoint._stable)
+        parts = [whitened[k] for k in keep]
+        chol, _ = qr_factorization(parts, [np.zeros(w.shape[0]) for w in parts], self.n)
+        return chol, precision
 
     def budget(self) -> xr.Dataset:
         """Return the information budget (see :func:`information_budget`)."""
@@ -1052,7 +1123,7 @@ class LinearGaussianSystem:
         lf = np.asarray(self.prior_factor, dtype=float)
         w = self.whitened()
         k_all = range(len(w))
-        chol, precision_z = self._posterior_factors(w, k_all)
+        chol, _ = self._posterior_factors(w, k_all)
         logdet_post = 2.0 * float(np.sum(np.log(np.diag(chol))))
         l_inv = sla.solve_triangular(lf, np.eye(self.n), lower=True)
         prior_precision = l_inv.T @ l_inv
@@ -1061,10 +1132,17 @@ class LinearGaussianSystem:
         diag_post = np.diag(posterior_precision)
         gain_alone, gain_added, sd_alone = [], [], []
         for k, wk in enumerate(w):
-            small = wk @ wk.T if wk.shape[0] < self.n else wk.T @ wk
-            gain_alone.append(0.5 * _logdet_spd(np.eye(small.shape[0]) + small))
-            gain_added.append(0.5 * (logdet_post - _logdet_spd(precision_z - wk.T @ wk)))
+            small = wk @ wk.T if wk.shape[0] < self.n else None
             chol_k, _ = self._posterior_factors(w, [k])
+            gain_alone.append(
+                0.5 * _logdet_spd(np.eye(small.shape[0]) + small)
+                if small is not None and float(np.max(small.diagonal(), initial=0.0)) < 1e12
+                else float(np.sum(np.log(np.diag(chol_k))))
+            )
+            # log det of the precision without block k, factored afresh (subtracting W_kᵀ W_k
+            # from the total cancels catastrophically when the data dwarf the prior)
+            chol_o, _ = self._posterior_factors(w, [j for j in k_all if j != k])
+            gain_added.append(0.5 * logdet_post - float(np.sum(np.log(np.diag(chol_o)))))
             sd_alone.append(np.sqrt(np.sum(sla.solve_triangular(chol_k, lf.T, lower=True) ** 2, 0)))
         b = sla.solve_triangular(chol, lf.T, lower=True)
         return xr.Dataset(

@@ -9,6 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 import xarray as xr
 
+from bayesjoint._checks import check_dim_names, check_units, checked_init
 from bayesjoint.discrepancy.settings import as_term
 from bayesjoint.latent import check_name, dims_and_coords
 from bayesjoint.noise import Noise
@@ -56,6 +57,7 @@ class Modality:
     (('gravity_obs',), (3,))
     """
 
+    @checked_init("bj.Modality")
     def __init__(
         self,
         name: str,
@@ -82,7 +84,9 @@ class Modality:
             )
         self.noise = noise
         self.data, self.dims, self.coords, data_units = self._read_data(data, dims, coords)
-        self.units = units if units is not None else data_units
+        self.units = check_units(
+            units if units is not None else data_units, f"modality {self.name!r}"
+        )
         self.noise.validate(self.name, self.data.shape)
         self.discrepancy = as_term(discrepancy, self.name)
         self.discrepancy_coords = None
@@ -105,7 +109,9 @@ class Modality:
                     "so do not pass dims= or coords="
                 )
             values = np.asarray(data.values)
-            dims_t = tuple(str(d) for d in data.dims)
+            dims_t = check_dim_names(
+                tuple(str(d) for d in data.dims), f"modality {self.name!r}: data dims"
+            )
             coords_d = {
                 d: np.asarray(data.coords[d].values) if d in data.coords else np.arange(n)
                 for d, n in zip(dims_t, values.shape, strict=True)
@@ -116,6 +122,11 @@ class Modality:
                 values = np.asarray(data)
             except Exception as err:  # pragma: no cover - numpy's own message is clear
                 raise TypeError(f"modality {self.name!r}: data is not array-like: {err}") from None
+            if values.size == 0:
+                raise ValueError(
+                    f"modality {self.name!r}: data are empty (shape {values.shape}); give at "
+                    "least one datum"
+                )
             if values.ndim == 0:
                 raise ValueError(
                     f"modality {self.name!r}: data must have at least one dimension; "

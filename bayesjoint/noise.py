@@ -18,6 +18,7 @@ import pymc as pm
 import pytensor.tensor as pt
 import scipy.linalg as sla
 
+from bayesjoint._checks import as_real_array, checked_init
 from bayesjoint.priors import Prior
 
 __all__ = ["Gaussian", "Noise", "StudentT"]
@@ -281,6 +282,7 @@ class Gaussian(Noise):
     True
     """
 
+    @checked_init("bj.noise.Gaussian")
     def __init__(self, sd: Any = None, *, cov: Any = None, scale: Prior | None = None):
         if (sd is None) == (cov is None):
             raise TypeError("bj.noise.Gaussian needs exactly one of sd= or cov=")
@@ -294,8 +296,10 @@ class Gaussian(Noise):
             )
         if isinstance(sd, Prior) and scale is not None:
             raise TypeError("bj.noise.Gaussian: a learned sd already sets the scale; drop scale=")
-        self.sd = sd if isinstance(sd, Prior) or sd is None else np.asarray(sd, dtype=float)
-        self.cov = None if cov is None else np.asarray(cov, dtype=float)
+        self.sd = (
+            sd if isinstance(sd, Prior) or sd is None else as_real_array(sd, "bj.noise.Gaussian sd")
+        )
+        self.cov = None if cov is None else as_real_array(cov, "bj.noise.Gaussian cov")
         self.scale = scale
 
     @property
@@ -440,10 +444,11 @@ class StudentT(Noise):
     False
     """
 
+    @checked_init("bj.noise.StudentT")
     def __init__(self, sd: Any, nu: float = 4.0):
         if isinstance(sd, Prior) and not sd.positive:
             raise ValueError("bj.noise.StudentT: an sd prior must be positive")
-        self.sd = sd if isinstance(sd, Prior) else np.asarray(sd, dtype=float)
+        self.sd = sd if isinstance(sd, Prior) else as_real_array(sd, "bj.noise.StudentT sd")
         self.nu = float(nu)
         if not np.isfinite(self.nu) or self.nu <= 0:
             raise ValueError(f"bj.noise.StudentT: nu must be positive, got {nu!r}")

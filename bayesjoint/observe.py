@@ -20,6 +20,7 @@ import scipy.optimize
 import scipy.signal
 import scipy.sparse as sp
 
+from bayesjoint._checks import checked_init
 from bayesjoint._tensor import NumpyEvaluator, is_symbolic
 from bayesjoint.grid import Grid, as_points
 from bayesjoint.physics.linear import as_matrix, symbolic_matvec
@@ -109,6 +110,7 @@ class Linear(Observation):
     array([2.])
     """
 
+    @checked_init("bj.observe.Linear")
     def __init__(self, matrix: Any):
         self.matrix = as_matrix(matrix, "Linear observation matrix")
 
@@ -150,6 +152,7 @@ class Linear(Observation):
 class Function(Observation):
     """Observation given as a plain callable ``state -> observed`` (assumed nonlinear)."""
 
+    @checked_init("bj.observe.Function")
     def __init__(self, fn: Callable[[Any], Any]):
         if not callable(fn):
             raise TypeError(f"observe must be callable, got {type(fn).__name__}")
@@ -175,6 +178,7 @@ class Chain(Observation):
     array([6.])
     """
 
+    @checked_init("bj.observe.Chain")
     def __init__(self, *operators: Any):
         if not operators:
             raise ValueError("Chain needs at least one observation operator")
@@ -307,6 +311,7 @@ class SampleAt(_MatrixObservation):
            [ 0.,  1.,  2.,  3.]])
     """
 
+    @checked_init("bj.observe.SampleAt")
     def __init__(self, indices: Any):
         arr = np.asarray(indices)
         if arr.size == 0:
@@ -408,6 +413,7 @@ class Interpolate(_MatrixObservation):
     array([1.5, 5. ])
     """
 
+    @checked_init("bj.observe.Interpolate")
     def __init__(self, grid: Grid, points: Any):
         if not isinstance(grid, Grid):
             raise TypeError(
@@ -530,6 +536,7 @@ class InstrumentResponse(_MatrixObservation):
 
     _modes = ("same", "full", "causal")
 
+    @checked_init("bj.observe.InstrumentResponse")
     def __init__(self, impulse_response: Any, mode: str = "same"):
         h = np.asarray(impulse_response, dtype=float)
         if h.ndim != 1 or h.size == 0:
@@ -629,6 +636,7 @@ class Decimate(_MatrixObservation):
     array([1., 4., 7.])
     """
 
+    @checked_init("bj.observe.Decimate")
     def __init__(self, factor: int, offset: int = 0):
         self.factor = _as_count(factor, "Decimate(factor)", 1)
         self.offset = _as_count(offset, "Decimate(offset)", 0)
@@ -717,6 +725,8 @@ def lowpass_matrix(n: int, sample_interval: float, cutoff: float, order: int = 4
         )
     if not isinstance(order, int | np.integer) or order < 1:
         raise ValueError("order must be a positive integer")
+    if order > 20:  # LowPass validates on 64 samples, which orders above 20 cannot pad
+        raise ValueError(f"order={order} is too high; a Butterworth order of at most 20 works")
     sos = scipy.signal.butter(int(order), cutoff / nyquist, output="sos")
     padlen = 3 * (2 * len(sos) + 1)
     if n <= padlen:
@@ -749,6 +759,7 @@ class LowPass(Observation):
     (2, 100)
     """
 
+    @checked_init("bj.observe.LowPass")
     def __init__(self, cutoff: float, sample_interval: float, order: int = 4):
         self.cutoff = float(cutoff)
         self.sample_interval = float(sample_interval)

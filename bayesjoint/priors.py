@@ -17,6 +17,8 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator
 
+from bayesjoint._checks import as_real_array, checked_init
+
 if TYPE_CHECKING:
     from bayesjoint.grid import Grid
 
@@ -34,14 +36,18 @@ __all__ = [
 
 
 def _positive(value: Any, what: str) -> np.ndarray:
-    arr = np.asarray(value, dtype=float)
+    arr = as_real_array(value, what)
+    if arr.size == 0:
+        raise ValueError(f"{what} is empty; give a positive number or a non-empty array")
     if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
         raise ValueError(f"{what} must be positive and finite, got {value!r}")
     return arr
 
 
 def _finite(value: Any, what: str) -> np.ndarray:
-    arr = np.asarray(value, dtype=float)
+    arr = as_real_array(value, what)
+    if arr.size == 0:
+        raise ValueError(f"{what} is empty; give a number or a non-empty array")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{what} must be finite, got {value!r}")
     return arr
@@ -106,7 +112,15 @@ class Prior:
         return {name: value}
 
     def validate(self, owner: str, shape: tuple[int, ...], grid: Grid | None) -> None:
-        """Raise a ValueError naming ``owner`` when the prior cannot describe this variable."""
+        """Raise a ValueError naming ``owner`` when the prior cannot describe this variable.
+
+        The default checks that each array hyperparameter (``mu``, ``sigma``, ``lower``,
+        ``upper``) broadcasts to ``shape``.
+        """
+        for attr in ("mu", "sigma", "lower", "upper"):
+            value = getattr(self, attr, None)
+            if isinstance(value, np.ndarray):
+                _broadcast(value, shape, f"{type(self).__name__} {attr}", owner)
 
     def describe(self) -> str:
         """Return a one-line description (used in provenance)."""
@@ -131,6 +145,7 @@ class Normal(Prior):
            [0., 2.]])
     """
 
+    @checked_init("bj.priors.Normal")
     def __init__(self, mu: Any = 0.0, sigma: Any = 1.0):
         self.mu = _finite(mu, "Normal mu")
         self.sigma = _positive(sigma, "Normal sigma")
@@ -183,6 +198,7 @@ class HalfNormal(Prior):
 
     positive = True
 
+    @checked_init("bj.priors.HalfNormal")
     def __init__(self, sigma: Any = 1.0):
         self.sigma = _positive(sigma, "HalfNormal sigma")
 
@@ -206,6 +222,7 @@ class LogNormal(Prior):
 
     positive = True
 
+    @checked_init("bj.priors.LogNormal")
     def __init__(self, mu: Any = 0.0, sigma: Any = 1.0):
         self.mu = _finite(mu, "LogNormal mu")
         self.sigma = _positive(sigma, "LogNormal sigma")
@@ -221,11 +238,12 @@ class LogNormal(Prior):
 class Uniform(Prior):
     """Uniform prior on ``[lower, upper]``."""
 
+    @checked_init("bj.priors.Uniform")
     def __init__(self, lower: Any, upper: Any):
         self.lower = _finite(lower, "Uniform lower")
         self.upper = _finite(upper, "Uniform upper")
         if np.any(self.upper <= self.lower):
-            raise ValueError("Uniform needs upper > lower")
+            raise ValueError("bj.priors.Uniform needs upper > lower everywhere")
         self.positive = bool(np.all(self.lower >= 0))
 
     def build(self, name, shape, dims, grid=None):
@@ -253,6 +271,7 @@ class PyMC(Prior):
     >>> heavy = bj.priors.PyMC(lambda name, **kw: pm.StudentT(name, nu=4, sigma=1.0, **kw))
     """
 
+    @checked_init("bj.priors.PyMC")
     def __init__(self, fn: Callable[..., Any], positive: bool = False):
         if not callable(fn):
             raise TypeError("priors.PyMC needs a callable fn(name, shape=..., dims=...)")
@@ -437,6 +456,7 @@ class GaussianField(Prior):
     4.0
     """
 
+    @checked_init("bj.priors.GaussianField")
     def __init__(
         self,
         sigma: float | Prior,

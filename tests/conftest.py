@@ -14,13 +14,17 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from bayesjoint.validate import blur_and_points_problem
 
@@ -74,6 +78,28 @@ def require_program():
 
 def pytest_configure(config):
     require_all()  # a misspelt BAYESJOINT_REQUIRE_ALL stops the run before any test
+
+
+# Property-based tests (tests/test_fuzz.py): "ci" by default — few examples, the same ones every
+# run (derandomize), no per-example deadline (a first compile takes seconds); "long" with
+# HYPOTHESIS_PROFILE=long — 500 random examples per property. No example database: the tests
+# write nothing outside their temporary folders (hypothesis would keep one in .hypothesis/).
+# hypothesis also caches constants and unicode tables in its home folder (.hypothesis/ in the
+# working directory by default): keep it in a temporary folder of this test run
+_HYPOTHESIS_HOME = tempfile.mkdtemp(prefix="bayesjoint-hypothesis-")
+set_hypothesis_home_dir(_HYPOTHESIS_HOME)
+atexit.register(shutil.rmtree, _HYPOTHESIS_HOME, True)
+settings.register_profile(
+    "ci",
+    max_examples=20,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("long", max_examples=500, deadline=None, database=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 _SKIPPED: list[str] = []

@@ -15,6 +15,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
+from bayesjoint._checks import checked_init
 from bayesjoint._tensor import is_symbolic
 from bayesjoint.coupling.base import Coupling
 from bayesjoint.grid import Grid
@@ -467,6 +468,7 @@ class CrossGradient(Coupling):
     'cross_gradient_density_susceptibility'
     """
 
+    @checked_init("bj.CrossGradient")
     def __init__(
         self,
         a: str,

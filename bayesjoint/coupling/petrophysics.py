@@ -20,6 +20,7 @@ import pymc as pm
 import pytensor.tensor as pt
 import scipy.sparse as sp
 
+from bayesjoint._checks import as_real_array, checked_init
 from bayesjoint._tensor import is_symbolic
 from bayesjoint.coupling.base import Coupling, GaussianFactor
 from bayesjoint.latent import check_name
@@ -379,7 +380,7 @@ def _scatter(owner: str, scatter: Any) -> np.ndarray | Prior:
             )
         return scatter
     try:
-        arr = np.asarray(scatter, dtype=float)
+        arr = as_real_array(scatter, f"{owner}: scatter")
     except (TypeError, ValueError):
         raise TypeError(
             f"{owner}: scatter must be a positive number, an array or a positive prior, "
@@ -464,6 +465,7 @@ class Petrophysical(Coupling):
     True
     """
 
+    @checked_init("bj.Petrophysical")
     def __init__(
         self,
         a: str | Sequence[str],

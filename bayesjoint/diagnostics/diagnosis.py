@@ -284,6 +284,9 @@ def diagnose(
     bar = _Progress(progressbar, steps, "diagnose")
     notes: list[str] = []
     checks: list[dict] = []
+    idata, run_check = _cut_short(idata)
+    if run_check is not None:
+        checks.append(run_check)
     try:
         bar.step("convergence")
         table, elements = convergence_table(idata, var_names, thr)
@@ -324,6 +327,36 @@ def diagnose(
         thresholds=thr,
         notes=notes,
     )
+
+
+def _cut_short(idata: Any) -> tuple[Any, dict[str, Any] | None]:
+    """Return the part of a cut-short run the checks use, and the ``run`` check saying so.
+
+    A run stopped by a signal, or a checkpoint read before its run ended, records
+    ``complete = 0`` and the draws kept per chain in its provenance
+    (:func:`bayesjoint.inference.checkpoint.kept_draws`); its chains are cut to a common length
+    (:func:`bayesjoint.inference.checkpoint.complete_part`) and the check warns.
+    """
+    from bayesjoint.inference.checkpoint import complete_part, kept_draws
+
+    info = kept_draws(idata)
+    if info["complete"]:
+        return idata, None
+    part, note = complete_part(idata)
+    why = f"interrupted by {info['interrupted']}" if info["interrupted"] else "not finished"
+    message = (
+        f"run cut short ({why}): kept {info['draws_per_chain']} of {info['draws']} draws per "
+        f"chain; the checks use {note or 'every kept draw'}"
+    )
+    check = {
+        "check": "run complete",
+        "scope": "run",
+        "status": "warn",
+        "value": sum(info["draws_per_chain"]),
+        "threshold": info["draws"] * len(info["draws_per_chain"]),
+        "message": message,
+    }
+    return part, check
 
 
 def _verdict(checks: list[dict]) -> tuple[str, list[str]]:

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from bayesjoint._checks import as_count, checked_init
 from bayesjoint.priors import LogNormal, Prior
 
 __all__ = [
@@ -182,6 +183,7 @@ class GP(_Declaration):
     ('matern52', True)
     """
 
+    @checked_init("bj.discrepancy.GP")
     def __init__(
         self,
         kernel: str = "squared_exponential",
@@ -199,6 +201,12 @@ class GP(_Declaration):
         self.amplitude = _as_number(amplitude)
         self.coords = _frozen_coords(coords)
         self.method = method
+        if n_basis is not None:
+            if np.ndim(n_basis) == 0:
+                as_count(n_basis, "bj.discrepancy.GP(n_basis=...)", 1)
+            else:
+                for entry in n_basis:
+                    as_count(entry, "bj.discrepancy.GP(n_basis=...) entry", 1)
         self.n_basis = n_basis
         self.marginalize_basis = marginalize_basis
         self.name = name
@@ -298,6 +306,7 @@ class DiscrepancyTerm(_Declaration):
     Like :class:`GP`, a declaration: its attributes are fixed at construction.
     """
 
+    @checked_init("bj.discrepancy.DiscrepancyTerm")
     def __init__(self, process: GP, coords: Any = None, scale: float | Prior = 1.0):
         if not isinstance(process, GP):
             raise TypeError("DiscrepancyTerm needs a bj.discrepancy.GP process")

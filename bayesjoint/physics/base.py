@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from bayesjoint._checks import checked_init
 from bayesjoint._tensor import NumpyEvaluator, any_symbolic
 
 __all__ = ["Function", "Physics", "as_physics"]
@@ -98,6 +99,7 @@ class Function(Physics):
     array([1., 4.])
     """
 
+    @checked_init("bj.physics.Function")
     def __init__(self, fn: Callable[[Mapping[str, Any]], Any], inputs: Sequence[str] | None = None):
         if not callable(fn):
             raise TypeError(f"physics must be callable, got {type(fn).__name__}")

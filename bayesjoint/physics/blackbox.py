@@ -18,6 +18,7 @@ from pytensor.gradient import grad_not_implemented
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 
+from bayesjoint._checks import checked_init
 from bayesjoint.physics.base import Physics
 
 __all__ = ["BlackBox", "finite_difference_vjp"]
@@ -171,6 +172,7 @@ class BlackBox(Physics):
     array([0., 1.])
     """
 
+    @checked_init("bj.physics.BlackBox")
     def __init__(
         self,
         fn: Callable[[np.ndarray], Any],

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from bayesjoint._checks import checked_init
 from bayesjoint.grid import Grid, as_points
 from bayesjoint.physics.linear import Linear
 
@@ -533,6 +534,7 @@ class Gravity(Linear):
     0.629385
     """
 
+    @checked_init("bj.physics.Gravity")
     def __init__(self, grid: Grid, stations: Any, input: str = "density"):
         axes = _grid_axes(grid, "Gravity")
         self.grid = grid

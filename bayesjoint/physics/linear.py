@@ -10,6 +10,7 @@ import pytensor.sparse as pts
 import pytensor.tensor as pt
 import scipy.sparse as sp
 
+from bayesjoint._checks import checked_init
 from bayesjoint.physics.base import Physics
 
 __all__ = ["Linear", "as_matrix", "symbolic_matvec"]
@@ -79,6 +80,7 @@ class Linear(Physics):
     array([3.5, 1. ])
     """
 
+    @checked_init("bj.physics.Linear")
     def __init__(self, matrix: Any, input: str | Sequence[str], offset: Any = None):
         self.matrix = as_matrix(matrix, "Linear physics matrix")
         names = (input,) if isinstance(input, str) else tuple(input)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from scipy.constants import mu_0
 
+from bayesjoint._checks import checked_init
 from bayesjoint.grid import Grid
 from bayesjoint.physics.gravity import (
     _as_bounds,
@@ -519,6 +520,7 @@ class Magnetics(Linear):
     True
     """
 
+    @checked_init("bj.physics.Magnetics")
     def __init__(
         self,
         grid: Grid,

@@ -24,6 +24,7 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
+from bayesjoint._checks import checked_init
 from bayesjoint._tensor import is_symbolic
 from bayesjoint.physics._ode_compile import Unsupported, build_rhs
 from bayesjoint.physics._ode_numba import numba_available
@@ -431,6 +432,7 @@ class ODE(Physics):
     array([2., 1.])
     """
 
+    @checked_init("bj.physics.ODE")
     def __init__(
         self,
         rhs: Callable[[Any, Any, Any], Any],
@@ -581,6 +583,7 @@ class GeneExpression(Physics):
 
     _RATES = ("k_m", "gamma_m", "k_p", "gamma_p")
 
+    @checked_init("bj.physics.GeneExpression")
     def __init__(
         self,
         times: Any,

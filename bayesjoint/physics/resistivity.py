@@ -20,6 +20,7 @@ import numpy as np
 import pytensor.tensor as pt
 from scipy.special import loggamma
 
+from bayesjoint._checks import checked_init
 from bayesjoint._tensor import is_symbolic
 from bayesjoint.physics.base import Physics
 
@@ -401,6 +402,7 @@ class Schlumberger(_LayeredSounding):
     _kind = "schlumberger"
     _spacing_name = "ab2"
 
+    @checked_init("bj.physics.Schlumberger")
     def __init__(
         self,
         ab2: Any,
@@ -441,6 +443,7 @@ class Wenner(_LayeredSounding):
     _kind = "wenner"
     _spacing_name = "a"
 
+    @checked_init("bj.physics.Wenner")
     def __init__(
         self,
         a: Any,

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from bayesjoint._checks import checked_init
 from bayesjoint.grid import Grid, as_points
 from bayesjoint.physics.linear import Linear
 
@@ -226,6 +227,7 @@ class TravelTime(Linear):
     array([3.])
     """
 
+    @checked_init("bj.physics.TravelTime")
     def __init__(self, grid: Grid, sources: Any, receivers: Any, input: str = "slowness"):
         matrix = ray_lengths(grid, sources, receivers)
         self.grid = grid

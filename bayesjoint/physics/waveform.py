@@ -13,6 +13,7 @@ import pytensor.tensor as pt
 import scipy.signal
 from pytensor.tensor.signal import convolve1d
 
+from bayesjoint._checks import checked_init
 from bayesjoint._tensor import is_symbolic
 from bayesjoint.physics.base import Physics
 
@@ -242,6 +243,7 @@ class ConvolutionalSeismogram(Physics):
     array([0.25, 0.5 , 0.25])
     """
 
+    @checked_init("bj.physics.ConvolutionalSeismogram")
     def __init__(
         self,
         wavelet: Any,
@@ -335,6 +337,7 @@ class ShiftedWavelet(Physics):
     ((3,), 2.0)
     """
 
+    @checked_init("bj.physics.ShiftedWavelet")
     def __init__(
         self,
         times: Any,
