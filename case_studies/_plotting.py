@@ -14,11 +14,12 @@ def plot_sections(
     grid: bj.Grid,
     panels: dict[str, tuple[np.ndarray, str]],
     outlines: Sequence[tuple[float, float, float, float]] = (),
+    length_unit: str = "m",
 ) -> str | None:
     """Write a PNG of 2-D (x, z) fields; panels sharing a key share colour limits.
 
-    ``outlines`` are boxes ``(x0, x1, z0, z1)`` drawn on every panel. Returns the path, or None
-    when matplotlib is not installed.
+    ``outlines`` are boxes ``(x0, x1, z0, z1)`` drawn on every panel; ``length_unit`` labels the
+    axes. Returns the path, or None when matplotlib is not installed.
     """
     try:
         import matplotlib
@@ -46,9 +47,9 @@ def plot_sections(
         ax.set_aspect("equal")
         fig.colorbar(im, ax=ax, shrink=0.8)
     for ax in axes[-1]:
-        ax.set_xlabel("x (m)")
+        ax.set_xlabel(f"x ({length_unit})")
     for ax in axes[:, 0]:
-        ax.set_ylabel("z (m)")
+        ax.set_ylabel(f"z ({length_unit})")
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
