@@ -1,4 +1,7 @@
-"""Testing utilities: Taylor gradient checks, checks against exact posteriors, example problems."""
+"""Testing utilities: Taylor gradient checks, checks against exact posteriors, example problems.
+
+:func:`sbc` (simulation-based calibration) lives in :mod:`bayesjoint.calibration`.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,8 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
+from bayesjoint.calibration import sbc
+
 __all__ = [
     "CUBIC_BASINS",
     "ExactComparison",
@@ -19,6 +24,7 @@ __all__ = [
     "compare_with_exact",
     "cubic_log_density",
     "cubic_problem",
+    "sbc",
     "taylor_test",
 ]
 

@@ -68,11 +68,11 @@ def test_diagnose_passes_a_good_run(idata):
     result = diagnose(idata)
     # 4 x 1000 NUTS draws of a Gaussian posterior: every convergence check passes; the only
     # reasons are the Pareto-k warnings of the very influential point data (see the LOO test).
-    assert result.passed and result.verdict in ("pass", "warn")
+    assert result.passed and result.verdict == "warn"
     assert result.table.loc["x", "status"] == "ok"
     assert result.table.loc["x", "rhat_max"] <= 1.01
     assert result.table.loc["x", "ess_bulk_min"] >= 400
-    assert all("Pareto k" in r for r in result.reasons)
+    assert result.reasons and all("Pareto k" in r for r in result.reasons)
     checks = result.checks.set_index("check")
     assert checks.loc["divergences", "status"] == "ok"
     assert checks.loc["E-BFMI", "status"] == "ok"

@@ -529,44 +529,44 @@ def test_expected_information_gain_closed_form_and_agreement_with_the_exact_budg
 
 
 def test_which_modality_next_prefers_the_unseen_region():
-    # A field seen only on its left half: a survey of the right half must rank first.
-    problem = blur_and_points_problem(20, n_points=4)
-    left = np.zeros((5, 20))
-    left[np.arange(5), np.arange(5)] = 1.0
-    right = np.zeros((5, 20))
-    right[np.arange(5), 15 + np.arange(5)] = 1.0
-    known = set(
-        np.flatnonzero(
-            problem.modalities["points"].linear_operator({"x": (20,)})[0].toarray().sum(axis=0)
-        )
+    # 20 independent values (prior sd 0.1) seen only on their left half (noise sd 0.05): a
+    # survey of the right half (never seen) must rank above the same survey of the left half.
+    # Each gain is the closed form ½ Σ_i log(1 + v_i / σ²) over the surveyed values, with v_i
+    # their current posterior variance (1/(1/0.1² + 1/0.05²) seen, 0.1² unseen) and σ = 0.02
+    # the new survey's noise sd; the values are independent, so "both" gains the sum.
+    n, prior_sd, seen_sd, new_sd = 20, 0.1, 0.05, 0.02
+    x = bj.Parameter("x", shape=n, prior=bj.priors.Normal(0.0, prior_sd))
+    seen = bj.Modality(
+        "seen",
+        physics=bj.physics.Linear(np.eye(n)[:10], input="x"),
+        data=np.zeros(10),
+        noise=bj.noise.Gaussian(seen_sd),
     )
-    assert known  # the sparse points exist
+    problem = bj.JointInversion(latent=[x], modalities=[seen])
+    rows = {"left": np.eye(n)[:5], "right": np.eye(n)[15:]}
+    rows["both"] = np.vstack([rows["left"], rows["right"]])
     cands = [
         bj.Modality(
             name,
             physics=bj.physics.Linear(m, input="x"),
-            data=np.zeros(5),
-            noise=bj.noise.Gaussian(0.02),
+            data=np.zeros(m.shape[0]),
+            noise=bj.noise.Gaussian(new_sd),
         )
-        for name, m in [("left", left), ("right", right)]
+        for name, m in rows.items()
     ]
-    both = np.vstack([left, right])
-    cands.append(
-        bj.Modality(
-            "both",
-            physics=bj.physics.Linear(both, input="x"),
-            data=np.zeros(10),
-            noise=bj.noise.Gaussian(0.02),
-        )
-    )
-    eig = expected_information_gain(problem, cands, point=np.zeros(20))
-    assert int(eig["rank"].sel(candidate="both")) == 1  # more data never hurts
+    eig = expected_information_gain(problem, cands, point=np.zeros(n))
     gains = eig["expected_information_gain"]
-    # each single survey is bounded by the combined one, and the combined by their sum
-    assert (
-        float(gains.sel(candidate="both"))
-        <= float(gains.sel(candidate="left")) + float(gains.sel(candidate="right")) + 1e-9
-    )
+    v_seen = 1.0 / (1.0 / prior_sd**2 + 1.0 / seen_sd**2)
+    closed = {
+        "left": 2.5 * np.log1p(v_seen / new_sd**2),
+        "right": 2.5 * np.log1p(prior_sd**2 / new_sd**2),
+    }
+    closed["both"] = closed["left"] + closed["right"]
+    for name, value in closed.items():
+        np.testing.assert_allclose(float(gains.sel(candidate=name)), value, rtol=1e-10)
+    assert float(gains.sel(candidate="right")) > float(gains.sel(candidate="left")) + 1.0
+    ranks = {name: int(eig["rank"].sel(candidate=name)) for name in rows}
+    assert ranks == {"both": 1, "right": 2, "left": 3}
     assert np.all(eig["posterior_sd_with"].values <= eig["posterior_sd"].values + 1e-12)
 
 
@@ -608,6 +608,35 @@ def test_exact_system_is_the_linearized_system_of_a_linear_problem():
         np.testing.assert_allclose(g_l, g_e, rtol=1e-10, atol=1e-10)
         np.testing.assert_allclose(r_l, r_e, rtol=1e-10, atol=1e-10)
     np.testing.assert_array_equal(lin.prior_factor, exact.prior_factor)
+
+
+def test_linearized_budget_of_three_sensors_with_a_shared_discrepancy_is_the_closed_form():
+    # One temperature t ~ N(0, 1) read by three sensors (noise sd 0.05) whose errors share a GP
+    # discrepancy (amplitude 0.15, lengthscale 50 over sensors 10 apart: nearly one common
+    # offset). Closed form, by plain numpy: posterior precision 1 + 1ᵀ (σ²I + K)⁻¹ 1, gain
+    # ½ log of it. Both the linearized and the exact budget must give it (round-off, 1e-10);
+    # ignoring the discrepancy (negative control) would claim ~3x the precision.
+    coords = np.array([0.0, 10.0, 20.0])
+    gp = bj.discrepancy.GP(lengthscale=50.0, amplitude=0.15)
+    t = bj.Parameter("t", prior=bj.priors.Normal(0.0, 1.0))
+    sensors = bj.Modality(
+        "sensors",
+        physics=bj.physics.Linear(np.ones((3, 1)), input="t"),
+        data=[0.1, 0.2, 0.15],
+        noise=bj.noise.Gaussian(0.05),
+        discrepancy=gp.term(coords=coords),
+    )
+    problem = bj.JointInversion([t], [sensors])
+    d = coords[:, None] - coords[None, :]
+    kernel = 0.15**2 * np.exp(-0.5 * (d / 50.0) ** 2)  # squared exponential, the default
+    precision = 1.0 + np.ones(3) @ np.linalg.solve(0.05**2 * np.eye(3) + kernel, np.ones(3))
+    for budget in (linearized_budget(problem, point={"t": 0.0}), problem.information_budget()):
+        np.testing.assert_allclose(
+            float(budget["information_gain_total"]), 0.5 * np.log(precision), rtol=1e-10
+        )
+        np.testing.assert_allclose(float(budget["posterior_sd"][0]), precision**-0.5, rtol=1e-10)
+    naive = 1.0 + 3.0 / 0.05**2
+    assert naive > 3.0 * precision
 
 
 def test_linearized_system_includes_a_fixed_discrepancy_like_the_exact_one():

@@ -11,8 +11,12 @@ from bayesjoint.physics.linear import Linear
 from bayesjoint.physics.traveltime import TravelTime, ray_lengths
 from bayesjoint.validate import taylor_test
 
-# Reference problem of /work/shared/reference/closed_form.md: 2x2 unit cells on x, z in [0, 2],
-# slowness s(ix, iz) with s(0,0) = 1, s(1,0) = 2, s(0,1) = 3, s(1,1) = 4 s/m.
+# Reference problem, by hand: 2x2 unit cells on x, z in [0, 2], slowness s(ix, iz) with
+# s(0,0) = 1, s(1,0) = 2, s(0,1) = 3, s(1,1) = 4 s/m. The horizontal ray at z = 0.5 crosses
+# cells (0,0) and (1,0) for 1 m each: 1 + 2 = 3 s. The ray (0,0)→(1,2) has length √5, half of it
+# in cell (0,0) (z < 1) and half in (0,1): (√5/2)(1 + 3) = 2√5 s. The diagonal (0,0)→(2,2)
+# runs √2 m in cell (0,0) and √2 m in (1,1), touching (1,0) and (0,1) only at the corner (1,1):
+# √2 (1 + 4) = 5√2 s.
 REF_GRID = Grid.from_edges(x=[0.0, 1.0, 2.0], z=[0.0, 1.0, 2.0])
 REF_SLOWNESS = np.array([[1.0, 3.0], [2.0, 4.0]])  # indexed [ix, iz]
 REF_RAYS = [
