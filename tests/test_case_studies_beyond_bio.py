@@ -1,0 +1,104 @@
+"""The medical-imaging and gene-expression case studies: their --quick runs and their helpers."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.integrate import solve_ivp
+
+import bayesjoint as bj
+
+pytestmark = pytest.mark.slow
+CASES = Path(__file__).resolve().parent.parent / "case_studies"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f"_case_{name}", CASES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run_quick(name, tmp_path, capsys, seed):
+    module = _load(name)
+    figures = module.main(["--quick", "--out", str(tmp_path / f"{name}.nc"), "--seed", seed])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert json.loads(last) == json.loads(json.dumps(figures))  # the final JSON line
+    report = bj.load(figures["report"])
+    assert report.posterior.attrs["case_study"] == name
+    stored = json.loads(report.posterior.attrs["figures"])
+    assert stored == {k: v for k, v in figures.items() if k != "report"}
+    if figures["figure"] is not None:
+        assert Path(figures["figure"]).stat().st_size > 0
+    return module, figures
+
+
+# -- gene expression ----------------------------------------------------------------------------
+def test_gene_expression_closed_form_matches_an_independent_ode_solver():
+    # The study checks its ODE physics against closed_form; the closed form itself is checked
+    # here against scipy's Radau (rtol 1e-10), for rates unlike the study's.
+    module = _load("gene_expression")
+    rates = {"k_tx": 3.0, "d_m": 1.3, "k_tl": 7.0, "d_p": 0.2}
+    t = np.array([0.1, 0.5, 2.0, 9.0, 30.0])
+
+    def rhs(_, y):
+        return [rates["k_tx"] - rates["d_m"] * y[0], rates["k_tl"] * y[0] - rates["d_p"] * y[1]]
+
+    ref = solve_ivp(rhs, (0.0, 30.0), [0.0, 0.0], method="Radau", t_eval=t, rtol=1e-10, atol=1e-12)
+    m, p = module.closed_form(rates, t)
+    np.testing.assert_allclose(m, ref.y[0], rtol=1e-7)
+    np.testing.assert_allclose(p, ref.y[1], rtol=1e-7)
+    # Negative control: swapping the two synthesis rates changes m(t) (k_tx/k_tl are
+    # identifiable from mRNA), while p(t) sees only their product and is unchanged.
+    swapped = {**rates, "k_tx": rates["k_tl"], "k_tl": rates["k_tx"]}
+    m_s, p_s = module.closed_form(swapped, t)
+    assert not np.allclose(m_s, m, rtol=1e-3)
+    np.testing.assert_allclose(p_s, p, rtol=1e-12)
+
+
+def test_gene_expression_quick_passes_its_checks(tmp_path, capsys):
+    _, figures = _run_quick("gene_expression", tmp_path, capsys, "4")
+    assert figures["passed"] is True and all(figures["checks"].values()), figures["checks"]
+    prot, joint = figures["protein_only"], figures["joint"]
+    # The ridge: near -1 from the protein alone (the prior alone bounds it), broken jointly.
+    assert prot["corr_ln_k_tx_ln_k_tl"] < -0.9 < joint["corr_ln_k_tx_ln_k_tl"]
+    # Negative control of joint_breaks_ridge: the protein-alone run fails its criterion.
+    assert not (prot["corr_ln_k_tx_ln_k_tl"] > -0.5)
+    assert figures["ridge_sd_shrink_factor"] >= 5.0
+    for run in ("protein_only", "mrna_only", "joint"):
+        assert figures[run]["sampler"]["route"] == "nuts"
+
+
+# -- medical imaging ----------------------------------------------------------------------------
+def test_medical_imaging_dice_and_link_line():
+    module = _load("medical_imaging")
+    a = np.zeros((4, 4), dtype=bool)
+    a[1:3, 1:3] = True
+    b = np.zeros((4, 4), dtype=bool)
+    b[1:3, 1:4] = True
+    assert module.dice(a, a) == 1.0
+    assert module.dice(a, b) == pytest.approx(2 * 4 / (4 + 6))
+    assert module.dice(a, ~a) == 0.0  # disjoint masks: the figure can fail completely
+    # The link line: least squares through the tissue table, by the normal equations.
+    mu = np.array([v[0] for v in module.TISSUES.values()])
+    s = 1e4 / np.array([v[1] for v in module.TISSUES.values()])
+    design = np.column_stack([mu, np.ones_like(mu)])
+    slope, intercept = np.linalg.solve(design.T @ design, design.T @ s)
+    assert module.link_line() == pytest.approx((slope, intercept), rel=1e-10)
+
+
+def test_medical_imaging_quick_passes_its_checks(tmp_path, capsys):
+    _, figures = _run_quick("medical_imaging", tmp_path, capsys, "2")
+    assert figures["passed"] is True and all(figures["checks"].values()), figures["checks"]
+    assert figures["xray_only"]["route"] == figures["ultrasound_only"]["route"] == "exact"
+    assert figures["joint"]["sampler"]["route"] == "nuts"
+    # The quadrature of the link scatter's posterior: its interval holds its median.
+    scatter = figures["link_scatter"]
+    assert scatter["interval90"][0] < scatter["median"] < scatter["interval90"][1]
+    joint = figures["joint"]
+    for name, alone in (("attenuation", "xray_only"), ("slowness", "ultrasound_only")):
+        assert joint[name]["gradient_correlation"] > figures[alone][name]["gradient_correlation"]
