@@ -305,6 +305,7 @@ def run_tasks(
             f"client must be None, 'serial', a dask.distributed.Client or a scheduler address, "
             f"got {type(client).__name__}"
         )
+    futures: dict = {}
     try:
         payload = _Payload(function, shared)
         run = uuid.uuid4().hex[:12]
@@ -316,6 +317,10 @@ def run_tasks(
         for done, future in enumerate(as_completed(futures), start=1):
             on_result(futures[future], future.result())
             progress(done)
+    except BaseException:  # a failed task, a failing on_result or Ctrl-C: stop the rest
+        if futures:
+            client.cancel(list(futures))
+        raise
     finally:
         if own is not None:
             cluster = getattr(own, "cluster", None)
@@ -821,6 +826,7 @@ def sbc(
         "n_ranks": n_ranks,
         "random_seed": random_seed,
         "quantities": ",".join(quantity),
+        "fit_kwargs": repr(sorted(fit_kwargs.items())),
     }
     store = None if store is None else os.fspath(store)
     done = _read_store(store, manifest) if store is not None else {}

@@ -134,7 +134,8 @@ def _add_demo_parser(sub: Any) -> None:
         "--checkpoint",
         default=None,
         metavar="FILE",
-        help="write the draws to FILE (netCDF) while sampling, every 30 s; after an interrupt "
+        help="write the draws to FILE (netCDF) while sampling, every --checkpoint-every seconds; "
+        "after an interrupt "
         "'bayesjoint diagnose FILE' reads them and --resume continues the run",
     )
     demo.add_argument("--resume", action="store_true", help="continue the run in --checkpoint")

@@ -6,6 +6,7 @@ import datetime as _dt
 import functools
 import json
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from importlib import metadata
@@ -108,11 +109,12 @@ def _remove_stale_temporaries(path: str) -> list[str]:
         names = os.listdir(folder or ".")
     except OSError:
         return removed
+    # exactly ".<base>.<pid>.<8 hex>.tmp": a save to "run.7" writes ".run.7.<pid>...", which
+    # must not pass for a leftover of "run"
+    pattern = re.compile(re.escape(prefix) + r"(\d+)\.[0-9a-f]{8}" + re.escape(_TEMP_SUFFIX) + "$")
     for name in names:
-        if not (name.startswith(prefix) and name.endswith(_TEMP_SUFFIX)):
-            continue
-        pid_text = name[len(prefix) : -len(_TEMP_SUFFIX)].split(".")[0]
-        if not pid_text.isdigit() or _process_alive(int(pid_text)):
+        match = pattern.match(name)
+        if match is None or _process_alive(int(match.group(1))):
             continue
         try:
             os.remove(os.path.join(folder, name))

@@ -15,7 +15,7 @@ import pytensor.tensor as pt
 import xarray as xr
 
 from bayesjoint import linear
-from bayesjoint._checks import as_seed, checked_init
+from bayesjoint._checks import as_real_array, as_seed, checked_init
 from bayesjoint.coupling.base import Coupling
 from bayesjoint.discrepancy.builder import DiscrepancyBlock, process_name
 from bayesjoint.io import provenance
@@ -283,7 +283,9 @@ class JointInversion:
         modalities = dict(self.modalities)
         for name, values in data.items():
             old = self.modalities[name]
-            values = np.asarray(getattr(values, "values", values), dtype=float)
+            values = as_real_array(
+                getattr(values, "values", values), f"with_data: the data of modality {name!r}"
+            )
             if values.shape != old.data.shape:
                 raise ValueError(
                     f"with_data: modality {name!r} has data of shape {old.data.shape}, got "

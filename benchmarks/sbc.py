@@ -44,7 +44,7 @@ FAMILIES = (
     "negative-control",
 )
 
-#: Per family: draws, tune, chains, ranks (L + 1). NUTS fits keep 2 x 150 draws and rank among
+#: Per family: draws, tune, chains, ranks (L + 1). NUTS fits keep 2 x 200 draws and rank among
 #: 50 of them (spaced by the run's ESS when it allows).
 SETTINGS = {
     "linear": {"draws": 100, "chains": 2, "tune": 0, "n_ranks": 100},

@@ -224,3 +224,17 @@ def test_diagnose_reports_a_cut_short_run(problem, tmp_path):
     assert result.sampler["chains"] == 1  # chain 1 never started: left out of the checks
     finished = bj.diagnose(problem.sample(**settings, method="nuts"), conflict=None)
     assert "run complete" not in set(finished.checks["check"])
+
+
+def test_checkpoint_with_an_external_nuts_sampler_is_refused_before_sampling(problem, tmp_path):
+    # nutpie hands no draws over while it runs: the file would stay empty and an interrupt
+    # would keep nothing, so the combination is refused
+    with pytest.raises(ValueError, match="nuts_sampler='nutpie'"):
+        problem.sample(
+            method="nuts-plain",
+            nuts_sampler="nutpie",
+            checkpoint=tmp_path / "run.nc",
+            progressbar=False,
+            random_seed=1,
+        )
+    assert not (tmp_path / "run.nc").exists()

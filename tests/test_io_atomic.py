@@ -251,3 +251,14 @@ def test_folder_and_missing_file(tmp_path):
         bj.load(tmp_path)
     with pytest.raises(FileNotFoundError, match="no such file"):
         bj.load(tmp_path / "missing.nc")
+
+
+def test_a_save_does_not_remove_the_temporary_file_of_a_longer_name(tmp_path):
+    # ".run.7.<pid>.<hex>.tmp" belongs to a save of "run.7", not to a killed save of "run"
+    other = tmp_path / ".run.7.999999.0123abcd.tmp"
+    other.write_bytes(b"x")
+    stale = tmp_path / ".run.999999.0123abcd.tmp"  # a leftover of "run" (no process 999999)
+    stale.write_bytes(b"x")
+    bj.save(_idata(), tmp_path / "run")
+    assert other.exists()
+    assert not stale.exists()  # control: the same rule does remove run's own leftover

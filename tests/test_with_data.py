@@ -168,3 +168,17 @@ def test_with_data_refuses_unknown_names_wrong_shapes_and_nan(linear, data, matc
 def test_with_data_refuses_a_non_mapping(linear):
     with pytest.raises(TypeError, match="mapping of modality name"):
         linear.with_data([1.0, 2.0])
+
+
+@pytest.mark.parametrize(
+    ("values", "what"),
+    [
+        (np.ma.masked_array(np.zeros(4), mask=[1, 0, 0, 0]), "masked"),
+        (np.zeros(4) + 1j, "complex"),
+    ],
+)
+def test_with_data_refuses_masked_and_complex_data_naming_the_modality(linear, values, what):
+    # the constructor refuses these; new data must not slip past the same checks
+    with pytest.raises((TypeError, ValueError), match="points") as err:
+        linear.with_data({"points": values})
+    assert what in str(err.value).lower()

@@ -491,6 +491,13 @@ def sample_checkpointed(
         if default is not None:
             (checkpoint, resume), from_folder = default, True
     path, every, resume = _check_options(checkpoint, checkpoint_every, resume)
+    sampler = kwargs.get("nuts_sampler", "pymc")
+    if path is not None and sampler != "pymc":
+        raise ValueError(
+            f"sample(checkpoint=..., nuts_sampler={sampler!r}): only PyMC's own NUTS hands its "
+            "draws over while it runs, so the checkpoint would stay empty and an interrupt would "
+            "keep nothing; drop checkpoint= or use nuts_sampler='pymc'"
+        )
     stored = None
     if resume and os.path.exists(path):
         from bayesjoint.io import load
