@@ -22,6 +22,7 @@ import hashlib
 import logging
 import os
 import tempfile
+import threading
 import time
 import uuid
 import weakref
@@ -229,15 +230,22 @@ class _Payload:
 _UNPACKED: dict[str, tuple[Any, list[Any]]] = {}
 
 
+_TASK_LOCK = threading.Lock()
+
+
 def _call(payload: _Payload, item: Any) -> Any:
     """Run one task on a worker; the shared arguments are unpickled once per worker process."""
     import pickle
 
-    if payload.token not in _UNPACKED:
-        _UNPACKED.clear()  # one run at a time per worker: free the previous run's objects
-        _UNPACKED[payload.token] = pickle.loads(payload.blob)
-    function, shared = _UNPACKED[payload.token]
-    return function(*shared, item)
+    # One task at a time per worker process: the tasks of a run share one unpickled problem,
+    # whose PyMC model holds the observed data of the task being fitted (with_data), so worker
+    # threads (a user's Client with threads_per_worker > 1) must not interleave on it.
+    with _TASK_LOCK:
+        if payload.token not in _UNPACKED:
+            _UNPACKED.clear()  # one run at a time per worker: free the previous run's objects
+            _UNPACKED[payload.token] = pickle.loads(payload.blob)
+        function, shared = _UNPACKED[payload.token]
+        return function(*shared, item)
 
 
 def run_tasks(

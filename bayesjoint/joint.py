@@ -251,7 +251,10 @@ class JointInversion:
             are shared variables of the model, set to the problem's own values whenever its
             :attr:`model` is read, so compiled functions cached on the model (the exact route's)
             are reused. The linear-Gaussian system is assembled afresh (the data vector changes,
-            the operators do not); the collapsed route builds its own.
+            the operators do not); the collapsed route builds its own. Since the model is
+            shared, a variable added to one copy's model (``with copy.model: ...``) is in every
+            copy's, and a model object held on to carries the data of the copy read last:
+            sample through the problem (:meth:`sample`), not ``pm.sample(model=...)``.
 
         Raises
         ------
