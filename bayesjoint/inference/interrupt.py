@@ -15,7 +15,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import multiprocessing.util
+import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -112,6 +115,29 @@ class SamplingInterrupted(KeyboardInterrupt):
         return f"sampling interrupted by {self.signal_name}: {kept}{where}"
 
 
+class _DieWithParent:
+    """After-fork hook: a forked sampler worker dies with the process that started it.
+
+    PyMC's chain workers block on a pipe to the parent; when the parent is killed outright
+    (SIGKILL, no handler runs) the pipe never closes for them, since each inherits the others'
+    ends, and they would wait forever. On Linux ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` asks the
+    kernel to kill the worker when its parent dies.
+    """
+
+    def __init__(self) -> None:
+        self.parent = os.getpid()
+
+    def __call__(self) -> None:
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # pragma: no cover - no prctl in this libc
+            return
+        if os.getppid() != self.parent:  # the parent died before the request took effect
+            os._exit(1)
+
+
 class StopSignals:
     """Context manager that turns the first SIGINT/SIGTERM into :class:`StopSampling`.
 
@@ -131,9 +157,15 @@ class StopSignals:
         self._pending = False
         self._previous: dict[int, Any] = {}
         self._children_before: set[Any] = set()
+        self._die_with_parent: _DieWithParent | None = None
 
     def __enter__(self) -> StopSignals:
         self._children_before = set(multiprocessing.active_children())
+        if sys.platform.startswith("linux"):
+            # registered while this context holds the hook (a weak registry): forks made
+            # elsewhere, after the context, are left alone
+            self._die_with_parent = _DieWithParent()
+            multiprocessing.util.register_after_fork(self._die_with_parent, _DieWithParent.__call__)
         if threading.current_thread() is threading.main_thread():
             for sig in STOP_SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handle)
@@ -162,6 +194,7 @@ class StopSignals:
             raise StopSampling(self.signum)
 
     def __exit__(self, *exc: Any) -> None:
+        self._die_with_parent = None
         try:
             self.reap()
         finally:
