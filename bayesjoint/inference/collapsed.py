@@ -1144,9 +1144,7 @@ class CollapsedProblem:
             cov = np.matmul(u[None, :, :] * ((sd**2)[:, None] * delta)[:, None, :], u.T)
             diag = np.arange(u.shape[0])
             cov[:, diag, diag] += variances
-            noise = np.zeros_like(cov)
-            noise[:, diag, diag] = variances
-            outs += [cov, noise]
+            outs += [cov, variances]  # the noise is diagonal here: its variances per draw
         return outs
 
     def _closed_form_draws(
@@ -1170,12 +1168,12 @@ class CollapsedProblem:
         eta = mean + np.sqrt(delta) * rng.standard_normal((n_draws, self.n))
         if len(outs) > 3:
             u = single["u"]
-            cov, noise = outs[3], outs[4]
-            eps = np.einsum(
-                "sij,sj->si",
-                np.linalg.cholesky(noise),
-                rng.standard_normal((n_draws, noise.shape[1])),
-            )
+            cov, noise = outs[3], np.asarray(outs[4], dtype=float)
+            normal = rng.standard_normal((n_draws, noise.shape[1]))
+            if noise.ndim == 2:  # diagonal noise: (draws, rows) variances
+                eps = np.sqrt(noise) * normal
+            else:  # a full covariance per draw (the compiled graph's, with discrepancy blocks)
+                eps = np.einsum("sij,sj->si", np.linalg.cholesky(noise), normal)
             innovation = const["e"][None, :] - sd[:, None] * (eta @ u.T) - eps
             gain = np.linalg.solve(cov, innovation[..., None])[..., 0]
             eta = eta + sd[:, None] * delta * (gain @ u)
