@@ -58,6 +58,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from bayesjoint_case_studies._runtime import one_blas_thread
 from bayesjoint_case_studies._verdict import convergence, exit_status, finish
 from scipy import stats
 
@@ -291,12 +292,7 @@ def plot(path: str, grid: bj.Grid, data: dict, maps: dict, rw: dict) -> str | No
 
 def main(argv: list[str] | None = None) -> dict:
     """Run the study; return the figures (also printed as the last stdout line)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl ships with the scipy stack
-        return _main(argv)
-    # One BLAS thread: the collapsed route factorizes a few-hundred-wide matrix per step.
-    with threadpool_limits(limits=1, user_api="blas"):
+    with one_blas_thread():
         return _main(argv)
 
 

@@ -50,6 +50,7 @@ from typing import Any
 
 import arviz as az
 import numpy as np
+from bayesjoint_case_studies._runtime import one_blas_thread
 from bayesjoint_case_studies._verdict import convergence, exit_status, finish
 from scipy import stats
 
@@ -325,12 +326,7 @@ def plot(path: str, data: dict, posts: dict, coverage: dict, budgets: dict) -> s
 
 def main(argv: list[str] | None = None) -> dict:
     """Run the study; return the figures (also printed as the last stdout line)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl ships with the scipy stack
-        return _main(argv)
-    # One BLAS thread: the matrices are at most 240 x 240, where threads only add overhead.
-    with threadpool_limits(limits=1, user_api="blas"):
+    with one_blas_thread():
         return _main(argv)
 
 
