@@ -73,3 +73,36 @@ def rss_mib() -> tuple[float | None, float | None]:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # Linux reports KiB, macOS bytes.
     return current, (peak / 1024.0**2 if sys.platform == "darwin" else peak / 1024.0)
+
+
+def limit_blas_threads(threads: int) -> contextlib.AbstractContextManager[Any]:
+    """Limit BLAS to ``threads`` threads (0: the library default); return the context to run in.
+
+    Libraries loaded from now on (scipy's OpenBLAS, the one pytensor's C code links) read the
+    environment; numpy's, loaded already, is limited through threadpoolctl when it is installed.
+    """
+    if not threads:
+        return contextlib.nullcontext()
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=threads, user_api="blas")
+
+
+def print_json(compute: Any, *, blas_threads: int = 0) -> int:
+    """Run ``compute()`` and print its result as the only JSON object on stdout; return 0.
+
+    Anything a library prints while ``compute`` runs goes to stderr, so stdout stays one JSON
+    object a caller can parse.
+    """
+    import json
+
+    stdout = sys.stdout
+    with contextlib.redirect_stdout(sys.stderr), limit_blas_threads(blas_threads):
+        result = compute()
+    json.dump(result, stdout, indent=2)
+    stdout.write("\n")
+    return 0

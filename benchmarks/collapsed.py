@@ -42,7 +42,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
@@ -307,22 +306,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    stdout = sys.stdout
-    limits = contextlib.nullcontext()
-    if args.blas_threads:
-        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[var] = str(args.blas_threads)
-        with contextlib.suppress(ImportError):
-            from threadpoolctl import threadpool_limits
-
-            limits = threadpool_limits(limits=args.blas_threads, user_api="blas")
     logging.getLogger("pymc").setLevel(logging.ERROR)
-    # Only the JSON object goes to stdout: anything a library prints is sent to stderr.
-    with contextlib.redirect_stdout(sys.stderr), limits:
-        result = run(args)
-    json.dump(result, stdout, indent=2)
-    stdout.write("\n")
-    return 0
+    return _machine.print_json(lambda: run(args), blas_threads=args.blas_threads)
 
 
 if __name__ == "__main__":

@@ -413,27 +413,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    stdout = sys.stdout
-    # Only the JSON object goes to stdout: anything a library prints is sent to stderr.
-    limits = contextlib.nullcontext()
-    if args.blas_threads:
-        # Libraries loaded from now on (scipy's OpenBLAS, the one pytensor's C code links) read
-        # the environment; numpy's, loaded already, is limited through threadpoolctl.
-        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[var] = str(args.blas_threads)
-        with contextlib.suppress(ImportError):
-            from threadpoolctl import threadpool_limits
 
-            limits = threadpool_limits(limits=args.blas_threads, user_api="blas")
-    with contextlib.redirect_stdout(sys.stderr), limits:
+    def compute() -> dict[str, Any]:
         if args.worker is not None:
             route, n = args.worker.split(":")
-            result = measure(int(n), route, args)
-        else:
-            result = run(args)
-    json.dump(result, stdout, indent=2)
-    stdout.write("\n")
-    return 0
+            return measure(int(n), route, args)
+        return run(args)
+
+    return _machine.print_json(compute, blas_threads=args.blas_threads)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import statistics
@@ -251,19 +250,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    stdout = sys.stdout
-    # Only the JSON object goes to stdout: anything a library prints is sent to stderr.
-    with contextlib.redirect_stdout(sys.stderr):
-        size_key = "quick" if args.quick else "full"
+    size_key = "quick" if args.quick else "full"
+
+    def compute() -> dict[str, Any]:
         if args.worker == "agreement":
-            result = agreement(size_key)
-        elif args.worker is not None:
-            result = measure(args.worker, size_key)
-        else:
-            result = run(args)
-    json.dump(result, stdout, indent=2)
-    stdout.write("\n")
-    return 0
+            return agreement(size_key)
+        if args.worker is not None:
+            return measure(args.worker, size_key)
+        return run(args)
+
+    return _machine.print_json(compute)
 
 
 if __name__ == "__main__":

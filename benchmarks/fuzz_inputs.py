@@ -290,6 +290,11 @@ def catalog() -> list[Case]:
     def add(label, make, valid, names, use=None):
         cases.append(Case(label, make, valid, tuple(names), use))
 
+    def add_each(label, values, make, valid, names, use=None):
+        """One case per ``(value_label, value)``: ``label.format(value_label)``, ``make(value)``."""
+        for vlabel, value in values:
+            add(label.format(vlabel), lambda v=value: make(v), valid, names, use)
+
     # priors: scalar parameters
     prior_args = {
         "Normal": (bj.priors.Normal, {"mu": 0.0, "sigma": 1.0}, {"sigma": "positive"}),
@@ -355,22 +360,22 @@ def catalog() -> list[Case]:
             False,
             ("GaussianField", "sigma"),
         )
-    for vlabel, value in [("kernel_typo", "matern25"), ("kernel_int", 5)]:
-        add(
-            f"priors.GaussianField(kernel={vlabel})",
-            lambda v=value: bj.priors.GaussianField(1.0, 2.0, kernel=v),
-            False,
-            ("GaussianField", "kernel"),
-        )
+    add_each(
+        "priors.GaussianField(kernel={})",
+        [("kernel_typo", "matern25"), ("kernel_int", 5)],
+        lambda v: bj.priors.GaussianField(1.0, 2.0, kernel=v),
+        False,
+        ("GaussianField", "kernel"),
+    )
 
     # Parameter
-    for vlabel, value in pools["name"]:
-        add(
-            f"Parameter(name={vlabel})",
-            lambda v=value: bj.Parameter(v, shape=3, prior=bj.priors.Normal()),
-            False,
-            ("Parameter",),
-        )
+    add_each(
+        "Parameter(name={})",
+        pools["name"],
+        lambda v: bj.Parameter(v, shape=3, prior=bj.priors.Normal()),
+        False,
+        ("Parameter",),
+    )
     shapes_bad = pools["count"] + [
         ("huge", 10**10),
         ("tuple_fraction", (2.5,)),
@@ -378,30 +383,30 @@ def catalog() -> list[Case]:
         ("tuple_str", (3, "a")),
         ("str_shape", "abc"),
     ]
-    for vlabel, value in shapes_bad:
-        add(
-            f"Parameter(shape={vlabel})",
-            lambda v=value: _param(shape=v),
-            False,
-            ("Parameter", "'x'", "shape"),
-            _use_param,
-        )
-    for vlabel, value in [("int", 3), ("tuple", (3,)), ("np_int", np.int64(3)), ("float3", 3.0)]:
-        add(
-            f"Parameter(shape={vlabel})",
-            lambda v=value: _param(shape=v),
-            True,
-            ("Parameter",),
-            _use_param,
-        )
-    for vlabel, value in pools["units"]:
-        add(
-            f"Parameter(units={vlabel})",
-            lambda v=value: _param(units=v),
-            False,
-            ("Parameter", "'x'", "units"),
-            _use_param,
-        )
+    add_each(
+        "Parameter(shape={})",
+        shapes_bad,
+        lambda v: _param(shape=v),
+        False,
+        ("Parameter", "'x'", "shape"),
+        _use_param,
+    )
+    add_each(
+        "Parameter(shape={})",
+        [("int", 3), ("tuple", (3,)), ("np_int", np.int64(3)), ("float3", 3.0)],
+        lambda v: _param(shape=v),
+        True,
+        ("Parameter",),
+        _use_param,
+    )
+    add_each(
+        "Parameter(units={})",
+        pools["units"],
+        lambda v: _param(units=v),
+        False,
+        ("Parameter", "'x'", "units"),
+        _use_param,
+    )
     add("Parameter(units='m')", lambda: _param(units="m"), True, ("Parameter",), _use_param)
     for vlabel, value in pools["dims"]:
         shape = 2 if vlabel == "duplicate" else 3
@@ -422,57 +427,57 @@ def catalog() -> list[Case]:
         ("Parameter",),
         _use_param,
     )
-    for vlabel, value in pools["junk"][:5]:
-        add(
-            f"Parameter(prior={vlabel})",
-            lambda v=value: bj.Parameter("x", shape=3, prior=v),
-            False,
-            ("Parameter",),
-        )
+    add_each(
+        "Parameter(prior={})",
+        pools["junk"][:5],
+        lambda v: bj.Parameter("x", shape=3, prior=v),
+        False,
+        ("Parameter",),
+    )
 
     # Grid
-    for vlabel, value in pools["junk"] + pools["array_junk"] + [("decreasing", [3.0, 2.0, 1.0])]:
-        add(
-            f"Grid(x={vlabel})",
-            lambda v=value: bj.Grid(x=v),
-            False,
-            ("Grid", "'x'"),
-            _use_grid,
-        )
-    for vlabel, value in [("slash", "x/m"), ("empty", ""), ("trailing_space", "x ")]:
-        add(
-            f"Grid(axis name {vlabel})",
-            lambda v=value: bj.Grid(**{v: np.arange(3.0)}),
-            False,
-            ("Grid", "axis", "dimension"),
-            _use_grid,
-        )
+    add_each(
+        "Grid(x={})",
+        pools["junk"] + pools["array_junk"] + [("decreasing", [3.0, 2.0, 1.0])],
+        lambda v: bj.Grid(x=v),
+        False,
+        ("Grid", "'x'"),
+        _use_grid,
+    )
+    add_each(
+        "Grid(axis name {})",
+        [("slash", "x/m"), ("empty", ""), ("trailing_space", "x ")],
+        lambda v: bj.Grid(**{v: np.arange(3.0)}),
+        False,
+        ("Grid", "axis", "dimension"),
+        _use_grid,
+    )
     add("Grid(x=arange(3))", lambda: bj.Grid(x=np.arange(3.0)), True, ("Grid",), _use_grid)
 
     # Field
     grid = bj.Grid(x=np.arange(3.0))
-    for vlabel, value in pools["name"]:
-        add(
-            f"Field(name={vlabel})",
-            lambda v=value: bj.Field(v, grid, prior=bj.priors.Normal()),
-            False,
-            ("Field",),
-        )
-    for vlabel, value in pools["units"]:
-        add(
-            f"Field(units={vlabel})",
-            lambda v=value: bj.Field("rho", grid, prior=bj.priors.Normal(), units=v),
-            False,
-            ("Field", "'rho'", "units"),
-            _use_field,
-        )
-    for vlabel, value in pools["junk"][:5]:
-        add(
-            f"Field(grid={vlabel})",
-            lambda v=value: bj.Field("rho", v, prior=bj.priors.Normal()),
-            False,
-            ("Field",),
-        )
+    add_each(
+        "Field(name={})",
+        pools["name"],
+        lambda v: bj.Field(v, grid, prior=bj.priors.Normal()),
+        False,
+        ("Field",),
+    )
+    add_each(
+        "Field(units={})",
+        pools["units"],
+        lambda v: bj.Field("rho", grid, prior=bj.priors.Normal(), units=v),
+        False,
+        ("Field", "'rho'", "units"),
+        _use_field,
+    )
+    add_each(
+        "Field(grid={})",
+        pools["junk"][:5],
+        lambda v: bj.Field("rho", v, prior=bj.priors.Normal()),
+        False,
+        ("Field",),
+    )
     add(
         "Field(prior=Normal(sigma of shape (2,)))",
         lambda: bj.Field("rho", grid, prior=bj.priors.Normal(0.0, np.ones(2))),
@@ -506,14 +511,14 @@ def catalog() -> list[Case]:
             ("StudentT", "noise", "sd", "'grav'"),
             _use_modality,
         )
-    for vlabel, value in pools["junk"] + pools["nonfinite"] + pools["nonpositive"]:
-        add(
-            f"noise.StudentT(nu={vlabel})",
-            lambda v=value: bj.noise.StudentT(0.5, nu=v),
-            False,
-            ("StudentT", "nu"),
-            _use_noise,
-        )
+    add_each(
+        "noise.StudentT(nu={})",
+        pools["junk"] + pools["nonfinite"] + pools["nonpositive"],
+        lambda v: bj.noise.StudentT(0.5, nu=v),
+        False,
+        ("StudentT", "nu"),
+        _use_noise,
+    )
     for vlabel, value in pools["array_junk"] + [
         ("not_symmetric", np.array([[1.0, 0.5, 0], [0, 1, 0], [0, 0, 1]]))
     ]:
@@ -524,14 +529,14 @@ def catalog() -> list[Case]:
             ("Gaussian", "noise", "cov", "'grav'"),
             _use_modality,
         )
-    for vlabel, value in [("float", 0.5), ("array", np.full(3, 0.5)), ("list", [0.5] * 3)]:
-        add(
-            f"noise.Gaussian(sd={vlabel})",
-            lambda v=value: _modality(noise=bj.noise.Gaussian(v)),
-            True,
-            ("Gaussian",),
-            _use_modality,
-        )
+    add_each(
+        "noise.Gaussian(sd={})",
+        [("float", 0.5), ("array", np.full(3, 0.5)), ("list", [0.5] * 3)],
+        lambda v: _modality(noise=bj.noise.Gaussian(v)),
+        True,
+        ("Gaussian",),
+        _use_modality,
+    )
     add(
         "noise.Gaussian(cov=eye)",
         lambda: _modality(noise=bj.noise.Gaussian(cov=0.25 * np.eye(3))),
@@ -550,22 +555,22 @@ def catalog() -> list[Case]:
             False,
             ("Modality",),
         )
-    for vlabel, value in pools["array_junk"] + pools["junk"] + [("scalar", 1.0)]:
-        add(
-            f"Modality(data={vlabel})",
-            lambda v=value: _modality(data=v),
-            False,
-            ("modality", "'grav'", "data"),
-            _use_modality,
-        )
-    for vlabel, value in pools["units"]:
-        add(
-            f"Modality(units={vlabel})",
-            lambda v=value: _modality(units=v),
-            False,
-            ("modality", "'grav'", "units"),
-            _use_modality,
-        )
+    add_each(
+        "Modality(data={})",
+        pools["array_junk"] + pools["junk"] + [("scalar", 1.0)],
+        lambda v: _modality(data=v),
+        False,
+        ("modality", "'grav'", "data"),
+        _use_modality,
+    )
+    add_each(
+        "Modality(units={})",
+        pools["units"],
+        lambda v: _modality(units=v),
+        False,
+        ("modality", "'grav'", "units"),
+        _use_modality,
+    )
     for vlabel, value in pools["dims"]:
         if vlabel == "duplicate":
             make = lambda v=value: bj.Modality(  # noqa: E731
@@ -607,39 +612,39 @@ def catalog() -> list[Case]:
     )
 
     # physics.Linear
-    for vlabel, value in pools["array_junk"] + pools["junk"]:
-        add(
-            f"physics.Linear(matrix={vlabel})",
-            lambda v=value: bj.physics.Linear(v, input="x"),
-            False,
-            ("Linear", "matrix"),
-            _use_physics,
-        )
-    for vlabel, value in [("complex", np.eye(3) + 0j), ("complex_imag", np.eye(3) * (1 + 1j))]:
-        add(
-            f"physics.Linear(matrix={vlabel})",
-            lambda v=value: bj.physics.Linear(v, input="x"),
-            False,
-            ("Linear", "matrix"),
-            _use_physics,
-        )
+    add_each(
+        "physics.Linear(matrix={})",
+        pools["array_junk"] + pools["junk"],
+        lambda v: bj.physics.Linear(v, input="x"),
+        False,
+        ("Linear", "matrix"),
+        _use_physics,
+    )
+    add_each(
+        "physics.Linear(matrix={})",
+        [("complex", np.eye(3) + 0j), ("complex_imag", np.eye(3) * (1 + 1j))],
+        lambda v: bj.physics.Linear(v, input="x"),
+        False,
+        ("Linear", "matrix"),
+        _use_physics,
+    )
     offsets = [(k, v) for k, v in pools["array_junk"] + pools["junk"][:5] if v is not None]
-    for vlabel, value in offsets:
-        add(
-            f"physics.Linear(offset={vlabel})",
-            lambda v=value: bj.physics.Linear(np.eye(3), input="x", offset=v),
-            False,
-            ("Linear", "offset"),
-            _use_physics,
-        )
-    for vlabel, value in [("int", 1), ("None", None), ("empty", ())]:
-        add(
-            f"physics.Linear(input={vlabel})",
-            lambda v=value: bj.physics.Linear(np.eye(3), input=v),
-            False,
-            ("Linear", "input"),
-            _use_physics,
-        )
+    add_each(
+        "physics.Linear(offset={})",
+        offsets,
+        lambda v: bj.physics.Linear(np.eye(3), input="x", offset=v),
+        False,
+        ("Linear", "offset"),
+        _use_physics,
+    )
+    add_each(
+        "physics.Linear(input={})",
+        [("int", 1), ("None", None), ("empty", ())],
+        lambda v: bj.physics.Linear(np.eye(3), input=v),
+        False,
+        ("Linear", "input"),
+        _use_physics,
+    )
     add(
         "physics.Linear(matrix=eye)",
         lambda: bj.physics.Linear(2.0 * np.eye(3), input="x"),
@@ -663,39 +668,39 @@ def catalog() -> list[Case]:
             False,
             ("TravelTime", "sources"),
         )
-    for vlabel, value in pools["junk"][:5]:
-        add(
-            f"physics.Gravity(grid={vlabel})",
-            lambda v=value: bj.physics.Gravity(v, [[0.0, 0.0]]),
-            False,
-            ("Gravity", "grid"),
-        )
+    add_each(
+        "physics.Gravity(grid={})",
+        pools["junk"][:5],
+        lambda v: bj.physics.Gravity(v, [[0.0, 0.0]]),
+        False,
+        ("Gravity", "grid"),
+    )
 
     # observe
-    for vlabel, value in pools["array_junk"] + pools["junk"] + [("fraction", [0.5, 1.5])]:
-        add(
-            f"observe.SampleAt(indices={vlabel})",
-            lambda v=value: bj.observe.SampleAt(v),
-            False,
-            ("SampleAt", "indices"),
-            _use_observe,
-        )
-    for vlabel, value in pools["count"]:
-        add(
-            f"observe.Decimate(factor={vlabel})",
-            lambda v=value: bj.observe.Decimate(v),
-            False,
-            ("Decimate", "factor"),
-            _use_observe,
-        )
-    for vlabel, value in pools["array_junk"] + pools["junk"]:
-        add(
-            f"observe.Linear(matrix={vlabel})",
-            lambda v=value: bj.observe.Linear(v),
-            False,
-            ("Linear", "matrix", "observation"),
-            _use_observe,
-        )
+    add_each(
+        "observe.SampleAt(indices={})",
+        pools["array_junk"] + pools["junk"] + [("fraction", [0.5, 1.5])],
+        lambda v: bj.observe.SampleAt(v),
+        False,
+        ("SampleAt", "indices"),
+        _use_observe,
+    )
+    add_each(
+        "observe.Decimate(factor={})",
+        pools["count"],
+        lambda v: bj.observe.Decimate(v),
+        False,
+        ("Decimate", "factor"),
+        _use_observe,
+    )
+    add_each(
+        "observe.Linear(matrix={})",
+        pools["array_junk"] + pools["junk"],
+        lambda v: bj.observe.Linear(v),
+        False,
+        ("Linear", "matrix", "observation"),
+        _use_observe,
+    )
     add(
         "observe.SampleAt([0, 2, 4])",
         lambda: bj.observe.SampleAt([0, 2, 4]),
@@ -726,13 +731,13 @@ def catalog() -> list[Case]:
             vlabel == "None",
             ("CrossGradient",),
         )
-    for vlabel, value in [("typo", "lineer"), ("int", 3), ("None", None)]:
-        add(
-            f"Petrophysical(relation={vlabel})",
-            lambda v=value: bj.Petrophysical("a", "b", v, scatter=0.1),
-            False,
-            ("Petrophysical", "relation"),
-        )
+    add_each(
+        "Petrophysical(relation={})",
+        [("typo", "lineer"), ("int", 3), ("None", None)],
+        lambda v: bj.Petrophysical("a", "b", v, scatter=0.1),
+        False,
+        ("Petrophysical", "relation"),
+    )
 
     # discrepancy
     for vlabel, value in pools["junk"] + pools["nonfinite"] + pools["nonpositive"]:

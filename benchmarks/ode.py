@@ -42,7 +42,6 @@ one run are what to compare.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import subprocess
@@ -521,13 +520,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    stdout = sys.stdout
-    # Only the JSON object goes to stdout: anything a library prints is sent to stderr.
-    with contextlib.redirect_stdout(sys.stderr):
-        result = run(args)
-    json.dump(result, stdout, indent=2)
-    stdout.write("\n")
-    return 0
+    return _machine.print_json(lambda: run(args))
 
 
 if __name__ == "__main__":
