@@ -60,3 +60,37 @@ def test_negative_control_bad_option_fails_without_json():
     assert proc.stdout == ""
     with pytest.raises(json.JSONDecodeError):
         json.loads(proc.stdout)
+
+
+# -- benchmarks/simpeg_joint.py (SimPEG is used by that benchmark only, never by the package) ----
+SIMPEG_SCRIPT = SCRIPT.parent / "simpeg_joint.py"
+
+
+def _run_simpeg_joint(*args: str, block_simpeg: bool = False) -> subprocess.CompletedProcess:
+    # block_simpeg runs the script as if simpeg were not installed (an import of a module whose
+    # sys.modules entry is None raises ImportError), whatever this environment holds.
+    prelude = "import sys; sys.modules['simpeg'] = None; " if block_simpeg else ""
+    code = (
+        f"{prelude}import runpy, sys; sys.path.insert(0, {str(SIMPEG_SCRIPT.parent)!r}); "
+        f"sys.argv = [{str(SIMPEG_SCRIPT)!r}, *{list(args)!r}]; "
+        f"runpy.run_path({str(SIMPEG_SCRIPT)!r}, run_name='__main__')"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=1800, check=False
+    )
+
+
+def test_simpeg_joint_without_simpeg_prints_a_skip_json_object():
+    proc = _run_simpeg_joint("--quick", block_simpeg=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(proc.stdout)
+    assert "simpeg is not installed" in data["skipped"] and "pip install simpeg" in data["skipped"]
+    assert "bayesjoint" not in data and "simpeg" not in data
+
+
+def test_simpeg_joint_negative_control_bad_cells_fail_without_json():
+    # Fewer than 3 cells along an axis leave no interior cell for the cross-gradient: refused
+    # before anything runs, with a non-zero exit and nothing on stdout.
+    proc = _run_simpeg_joint("--cells", "2", "4", "4", block_simpeg=True)
+    assert proc.returncode != 0 and proc.stdout == ""
+    assert "at least 3 cells" in proc.stderr

@@ -171,6 +171,15 @@ def test_auto_takes_preconditioned_nuts_when_no_faster_route_applies():
     assert choose_route(_learned_noise_problem(), "auto", {})[0] == "collapsed"
 
 
+def test_auto_keeps_preconditioned_nuts_beyond_the_dense_limit_with_a_low_rank_mass(monkeypatch):
+    from bayesjoint.inference import routes
+
+    assert "dense Laplace mass" in choose_route(_growth_problem(), "auto", {})[1]
+    monkeypatch.setattr(routes, "DENSE_LIMIT", 0)  # one coordinate is now beyond the limit
+    route, reason = choose_route(_growth_problem(), "auto", {})
+    assert route == "nuts" and "low-rank + diagonal Laplace mass" in reason
+
+
 def test_laplace_approximation_of_a_linear_gaussian_problem_is_its_exact_posterior(problem):
     # the log posterior is quadratic: the MAP is the mean and central differences of the exact
     # gradient give the Hessian up to rounding
@@ -375,3 +384,110 @@ def test_nutpie_draws_match_the_exact_posterior_within_monte_carlo_error():
     assert z.max() < 4.0, z
     # negative control: the prior mean (0) is many MCSE away from the posterior's
     assert (np.abs(mean) / mcse).max() > 4.0
+
+
+def test_jax_check_names_missing_rules_and_surfaces_other_errors_before_compiling(
+    problem, monkeypatch
+):
+    # pytensor's JAX dispatch stands in for jax (not installed in CI): a NotImplementedError
+    # marks a blocker; any other error is raised, naming the operation, instead of hiding it
+    # until numpyro compiles the model.
+    import sys
+    import types
+
+    from bayesjoint.inference.routes import _jax_blockers
+
+    model = problem.model
+    fake = types.ModuleType("pytensor.link.jax.dispatch")
+    monkeypatch.setitem(sys.modules, "pytensor.link.jax.dispatch", fake)
+    fake.jax_funcify = lambda op, node=None: None  # every operation translates
+    assert _jax_blockers(model) == []  # the negative control: nothing is blamed
+
+    def missing_dot(op, node=None):
+        if type(op).__name__ == "Dot":
+            raise NotImplementedError("no JAX rule")
+
+    fake.jax_funcify = missing_dot
+    assert _jax_blockers(model) == ["Dot"]
+
+    def broken(op, node=None):
+        raise ZeroDivisionError("a bug in a rule")
+
+    fake.jax_funcify = broken
+    with pytest.raises(RuntimeError, match=r"translating the operation .* ZeroDivisionError"):
+        _jax_blockers(model)
+
+
+@pytest.mark.parametrize(
+    ("function", "kwargs", "error", "match"),
+    [
+        ("sample_smc", {"draw": 100}, TypeError, "did you mean 'draws'"),
+        ("sample_smc", {"kernal": "MH"}, TypeError, "did you mean 'kernel'"),
+        ("sample_smc", {"threshold": 1.5}, ValueError, r"threshold=1.5.*\(0, 1\]"),
+        ("sample_smc", {"correlation_threshold": 0}, ValueError, "correlation_threshold"),
+        ("sample_smc", {"chains": 0}, ValueError, "chains"),
+        ("sample_smc", {"random_seed": 1.7}, TypeError, "random_seed"),
+        ("find_modes", {"n_start": 3}, TypeError, "did you mean 'n_starts'"),
+        ("find_modes", {"popsize": 0}, ValueError, "popsize"),
+        ("find_modes", {"min_barrier": -1.0}, ValueError, "min_barrier"),
+        ("find_modes", {"methods": "particle_swarm"}, TypeError, "sequence of names"),
+        ("sample_from_modes", {"chains_per_mod": 2}, TypeError, "'chains_per_mode'"),
+        ("sample_from_modes", {"weighting": "brige"}, ValueError, "did you mean 'bridge'"),
+        ("sample_from_modes", {"min_weight": 1.0}, ValueError, r"\[0, 1\)"),
+        ("sample_from_modes", {"target_accept": 1.5}, ValueError, "target_accept"),
+        ("sample_from_modes", {"search_kwargs": {"n_start": 3}}, TypeError, "'n_starts'"),
+        ("sample_from_modes", {"tune_draws": 3}, TypeError, "unexpected keyword"),
+    ],
+)
+def test_search_and_smc_refuse_unknown_keywords_and_bad_settings_before_compiling(
+    problem, monkeypatch, function, kwargs, error, match
+):
+    import pymc as pm
+
+    import bayesjoint.inference as inference
+
+    def no_compiling(*args, **kw):  # the refusal must come before any model is compiled
+        raise AssertionError("compiled before the arguments were checked")
+
+    monkeypatch.setattr(pm.Model, "compile_fn", no_compiling)
+    monkeypatch.setattr(pm.Model, "logp_dlogp_function", no_compiling)
+    with pytest.raises(error, match=match):
+        getattr(inference, function)(problem, **kwargs)
+
+
+def test_find_map_keywords_and_valid_settings_pass_the_checks():
+    # negative control of the refusals above: valid names and settings are let through
+    from bayesjoint.inference import arguments
+
+    arguments.check_smc_arguments(
+        dict(draws=10, chains=1, cores=None, kernel="MH", threshold=1.0,
+             correlation_threshold=0.01, random_seed=np.random.default_rng(1))
+    )  # fmt: skip
+    arguments.check_find_modes_arguments(
+        dict(methods=(), n_starts=0, maxiter=1, popsize=1, n_particles=1, local_maxiter=1,
+             min_barrier=0.5, random_seed=None)
+    )  # fmt: skip
+    arguments.check_sample_from_modes_arguments(
+        dict(chains_per_mode=1, draws=1, tune=0, cores=None, weighting="laplace",
+             min_weight=0.0, target_accept=0.9, random_seed=3, search_kwargs={"n_starts": 2})
+    )  # fmt: skip
+    assert {"method", "maxeval", "tol", "options"} <= arguments.find_map_keywords()
+    assert {"correlation_threshold", "idata_kwargs", "compute_convergence_checks"} <= (
+        arguments.smc_keywords()
+    )
+
+
+def test_find_map_refuses_an_unknown_keyword_with_the_closest_name_before_compiling(
+    problem, monkeypatch
+):
+    import pymc as pm
+
+    def no_compiling(*args, **kw):
+        raise AssertionError("compiled before the arguments were checked")
+
+    monkeypatch.setattr(pm.Model, "compile_fn", no_compiling)
+    monkeypatch.setattr(pm.Model, "logp_dlogp_function", no_compiling)
+    with pytest.raises(TypeError, match=r"find_map\(\) .*'methd'; did you mean 'method'"):
+        problem.find_map(methd="L-BFGS-B")
+    with pytest.raises(TypeError, match="find_map"):
+        problem.find_map(random_seed=1.5)

@@ -5,7 +5,8 @@
 - ``collapsed``: NUTS on the learned hyperparameters θ with the fields integrated out, then one
   exact draw of the fields per θ draw; for problems that are linear-Gaussian given θ.
 - ``nuts``: NUTS with the Laplace covariance at the MAP as mass matrix and chains started from
-  Laplace draws; for differentiable models up to ``DENSE_LIMIT`` sampled coordinates.
+  Laplace draws; for differentiable models (the mass matrix is dense up to ``DENSE_LIMIT``
+  sampled coordinates, low-rank + diagonal beyond).
 - ``nuts-plain``: PyMC's NUTS unchanged (diagonal mass matrix adaptation); differentiable models.
 - ``smc``: tempered sequential Monte Carlo (PyMC); any model.
 
@@ -34,6 +35,7 @@ import arviz as az
 import pymc as pm
 
 from bayesjoint.inference.collapsed import (
+    CollapsedAssembler,
     collapsed_problem,
     collapsed_route_blocker,
     sample_collapsed,
@@ -67,7 +69,13 @@ _INSTALL = {
 
 
 def _jax_blockers(model: pm.Model) -> list[str]:
-    """Return the operations of ``model``'s log density that have no JAX implementation."""
+    """Return the operations of ``model``'s log density that have no JAX implementation.
+
+    pytensor's JAX dispatch raises :class:`NotImplementedError` for an operation (or a
+    configuration of one) it cannot translate: that is a blocker. Any other error while
+    translating is not expected; it is raised again as a :class:`RuntimeError` that names the
+    operation, so it surfaces here, before compiling, and not inside numpyro.
+    """
     from pytensor.graph.traversal import applys_between
     from pytensor.link.jax.dispatch import jax_funcify
 
@@ -78,8 +86,12 @@ def _jax_blockers(model: pm.Model) -> list[str]:
             jax_funcify(node.op, node=node)
         except NotImplementedError:
             blockers.add(type(node.op).__name__)
-        except Exception:  # built lazily: only a missing rule is a blocker
-            continue
+        except Exception as err:
+            raise RuntimeError(
+                f"nuts_sampler='numpyro': translating the operation {node.op} "
+                f"({type(node.op).__name__}) of the model to JAX failed with "
+                f"{type(err).__name__}: {err}; use nuts_sampler='pymc' or 'nutpie'"
+            ) from err
     return sorted(blockers)
 
 
@@ -215,11 +227,10 @@ def choose_route(problem: Any, method: str, kwargs: Mapping[str, Any]) -> tuple[
             "route sets PyMC's step)"
         )
     size = _sampled_size(problem)
-    if size <= DENSE_LIMIT:
-        return "nuts", f"not linear-Gaussian ({blocker})"
-    return "nuts-plain", (
-        f"not linear-Gaussian ({blocker}); {size} sampled coordinates exceed the dense "
-        f"Laplace mass matrix limit {DENSE_LIMIT}"
+    mass = "dense" if size <= DENSE_LIMIT else "low-rank + diagonal"
+    return (
+        "nuts",
+        f"not linear-Gaussian ({blocker}); {size} sampled coordinates ({mass} Laplace mass)",
     )
 
 
@@ -279,6 +290,13 @@ def sample_route(
         info.update({"sampler": "exact (independent draws)", "draws": draws, "chains": chains})
         return idata, info
     if route == "collapsed":
+        if recorder is not None and sampler == "pymc":  # θ draws recorded, fields drawn on write
+            log_likelihood = bool((kwargs.get("idata_kwargs") or {}).get("log_likelihood", True))
+            recorder.collapse(
+                collapsed_problem(problem).model,
+                CollapsedAssembler(problem, random_seed, log_likelihood),
+            )
+            kwargs["callback"] = recorder.begin(tune=tune, user_callback=kwargs.get("callback"))
         idata, extra = sample_collapsed(
             problem,
             draws,
