@@ -136,7 +136,9 @@ def _add_demo_parser(sub: Any) -> None:
         metavar="FILE",
         help="write the draws to FILE (netCDF) while sampling, every --checkpoint-every seconds; "
         "after an interrupt "
-        "'bayesjoint diagnose FILE' reads them and --resume continues the run",
+        "'bayesjoint diagnose FILE' reads them and --resume continues the run. A FILE, because "
+        "the demo samples once ('bayesjoint run' takes a FOLDER: a case study samples several "
+        "times)",
     )
     demo.add_argument("--resume", action="store_true", help="continue the run in --checkpoint")
     demo.add_argument(
@@ -283,6 +285,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.seed is not None:
         argv += ["--seed", str(args.seed)]
     if args.checkpoint is not None:
+        from bayesjoint.inference.checkpoint import _check_folder
+
+        try:
+            _check_folder(args.checkpoint)
+        except ValueError as err:
+            return _fail("run", str(err), EXIT_USAGE)
         argv += ["--checkpoint", args.checkpoint]
     if args.resume:
         argv.append("--resume")

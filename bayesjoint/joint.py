@@ -532,7 +532,18 @@ class JointInversion:
             Seeds the starting point's jitter (none by default).
         **kwargs
             Passed to :func:`pymc.find_MAP` (e.g. ``method="L-BFGS-B"``).
+
+        Raises
+        ------
+        TypeError
+            For a keyword neither :func:`pymc.find_MAP` nor :func:`scipy.optimize.minimize`
+            takes (with the closest valid name), before anything is compiled.
         """
+        from bayesjoint._checks import check_kwargs
+        from bayesjoint.inference.keywords import find_map_keywords
+
+        check_kwargs(kwargs, find_map_keywords(), "find_map()")
+        random_seed = as_seed(random_seed, "find_map(random_seed=...)")
         kwargs.setdefault("progressbar", False)
         with self.model:
             point = pm.find_MAP(seed=random_seed, include_transformed=False, **kwargs)

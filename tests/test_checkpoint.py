@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import bayesjoint as bj
-from bayesjoint.inference.checkpoint import complete_part, kept_draws
+from bayesjoint.inference.checkpoint import RESUME_STEP_TUNE, complete_part, kept_draws
 from bayesjoint.validate import blur_and_points_problem, compare_with_exact
 
 
@@ -83,13 +83,14 @@ def test_checkpoint_is_readable_while_sampling_and_marked_incomplete(problem, tm
     assert {"log_likelihood", "observed_data"} <= set(final.groups())
 
 
-def test_one_sigint_stops_every_chain_and_resume_matches_exact_posterior(problem, tmp_path):
+@pytest.mark.parametrize("method", ["nuts", "nuts-plain"])
+def test_one_sigint_stops_every_chain_and_resume_matches_exact_posterior(problem, tmp_path, method):
     # One SIGINT with cores=1 stops the run (not only the current chain); the kept draws are
     # returned in the exception and written to the checkpoint; resume completes all 4 chains.
     path = tmp_path / "run.nc"
     settings = dict(draws=1000, tune=300, chains=4, cores=1, random_seed=5, progressbar=False)
     with pytest.raises(bj.SamplingInterrupted) as stop:
-        problem.sample(method="nuts", checkpoint=path, callback=_signal_after(400), **settings)
+        problem.sample(method=method, checkpoint=path, callback=_signal_after(400), **settings)
     kept = stop.value.draws_per_chain
     assert stop.value.signal_name == "SIGINT" and stop.value.exit_status == 130
     assert kept[0] >= 400 and kept[1:] == [0, 0, 0], kept
@@ -110,6 +111,15 @@ def test_one_sigint_stops_every_chain_and_resume_matches_exact_posterior(problem
     )
     resumed = json.loads(idata.posterior.attrs["resumed_from"])
     assert resumed["draws_per_chain"] == kept
+    if method == "nuts":
+        # chain 0 restarts with its stored step size (the Laplace mass matrix is recomputed as
+        # in the first run): no tuning draw is discarded for it, only the fresh chains' 3 x 300
+        assert resumed["tuning_draws_discarded"] == 3 * 300, resumed
+        step = stored.sample_stats["step_size"].values[0, kept[0] - 1]
+        new_steps = idata.sample_stats["step_size"].values[0, kept[0] :]
+        np.testing.assert_allclose(new_steps, step, rtol=1e-12)
+    else:  # step size re-tuned from the stored one, mass matrix from the kept draws
+        assert resumed["tuning_draws_discarded"] == RESUME_STEP_TUNE + 3 * 300, resumed
     # Tolerances as tests/test_sampling.py: every mean within 4 MCSE of the exact mean (z ~ N(0,1)
     # each), sd within 10 % (its own error ~ 1/sqrt(2 ESS) ~ 2 %), R-hat <= 1.01.
     check = compare_with_exact(problem, idata)
@@ -119,6 +129,75 @@ def test_one_sigint_stops_every_chain_and_resume_matches_exact_posterior(problem
     wrong = blur_and_points_problem(8, n_points=3, include_points=False).exact_posterior()
     assert not compare_with_exact(problem, idata, wrong).passed
     assert bj.load(path).posterior.attrs["complete"] == 1
+
+
+@pytest.fixture(scope="module")
+def collapsed_problem():
+    """A blur of 8 values whose noise sd is learned: the collapsed route applies."""
+    from bayesjoint.validate import blur_matrix
+
+    rng = np.random.default_rng(2)
+    blur = blur_matrix(8, 1.5)
+    x = bj.Parameter("x", shape=8, prior=bj.priors.Normal(0.0, 0.5))
+    data = blur @ rng.normal(0.0, 0.5, 8) + 0.1 * rng.standard_normal(8)
+    noise = bj.noise.Gaussian(bj.priors.HalfNormal(0.2))
+    return bj.JointInversion(
+        [x], [bj.Modality("blurred", bj.physics.Linear(blur, input="x"), data, noise)]
+    )
+
+
+def test_collapsed_checkpoint_is_written_while_sampling_in_the_final_layout(
+    collapsed_problem, tmp_path
+):
+    # The hyperparameter chain is recorded as it comes; each write draws the fields of the new
+    # draws (one random stream per draw), so the file read mid-run has the final result's
+    # groups and variables; its θ draws are the final ones bit for bit and its fields (drawn in
+    # another batch: the same random numbers, other rounding of the batched algebra) agree to
+    # rtol 1e-12.
+    path = tmp_path / "collapsed.nc"
+    seen = []
+
+    def peek(trace, draw):
+        if draw.tuning or seen:
+            return
+        if draw.draw_idx == 300:  # the 100th kept draw (draw_idx counts the 200 tuning draws)
+            time.sleep(0.3)
+        elif draw.draw_idx > 305 and path.exists():
+            seen.append(bj.load(path))
+
+    idata = collapsed_problem.sample(
+        draws=200,
+        tune=200,
+        chains=2,
+        cores=1,
+        method="collapsed",
+        random_seed=3,
+        progressbar=False,
+        checkpoint=path,
+        checkpoint_every=0.2,
+        callback=peek,
+    )
+    assert seen, "the checkpoint was not written while sampling"
+    partial = kept_draws(seen[0])
+    n = partial["draws_per_chain"][0]
+    assert not partial["complete"] and 0 < n < 200 and partial["draws_per_chain"][1] == 0
+    for group in ("posterior", "log_likelihood", "sample_stats", "observed_data"):
+        assert set(seen[0][group].data_vars) == set(idata[group].data_vars), group
+    np.testing.assert_array_equal(
+        seen[0].posterior["blurred_sigma"].values[0, :n],
+        idata.posterior["blurred_sigma"].values[0, :n],
+    )
+    for group, name in [("posterior", "x"), ("log_likelihood", "blurred"),
+                        ("sample_stats", "lp")]:  # fmt: skip
+        np.testing.assert_allclose(
+            seen[0][group][name].values[0, :n], idata[group][name].values[0, :n], rtol=1e-12
+        )
+    assert np.all(np.isnan(seen[0].posterior["x"].values[1]))
+    assert kept_draws(bj.load(path))["draws_per_chain"] == [200, 200]
+    # negative control of the comparison: the second chain's draws differ from the first's
+    assert not np.array_equal(
+        idata.posterior["x"].values[1, :n], idata.posterior["x"].values[0, :n]
+    )
 
 
 def test_resume_of_a_complete_checkpoint_returns_it_without_sampling(problem, tmp_path):

@@ -146,3 +146,34 @@ def test_case_studies_ship_as_a_package():
     assert not missing, f"add {sorted(missing)} to [tool.setuptools] packages in pyproject.toml"
     assert "bayesjoint_case_studies" in listed
     assert re.search(r'bayesjoint_case_studies = "case_studies"', text)
+
+
+def test_checkpoint_is_a_file_for_demo_and_a_folder_for_run_and_the_help_says_why(tmp_path, capsys):
+    # demo samples once: --checkpoint FILE; a case study samples several times: FOLDER
+    # (its k-th run writes run-<k>.nc). Both help texts say so, and each refuses the other kind.
+    parser = cli._parser()
+    sub = next(a for a in parser._actions if a.choices and "demo" in a.choices).choices
+    demo_help = next(a for a in sub["demo"]._actions if "--checkpoint" in a.option_strings)
+    run_help = next(a for a in sub["run"]._actions if "--checkpoint" in a.option_strings)
+    assert demo_help.metavar == "FILE" and "samples once" in demo_help.help
+    assert "'bayesjoint run' takes a FOLDER" in demo_help.help
+    assert run_help.metavar == "FOLDER" and "samples several times" in run_help.help
+    assert "'bayesjoint demo' takes a FILE" in run_help.help
+    # run: a file (existing, or a missing name ending in .nc) is refused before anything runs
+    existing = tmp_path / "old.nc"
+    existing.write_text("x")
+    for given in (existing, tmp_path / "new.nc"):
+        status = cli.main(
+            ["run", "profile_gravity_borehole", "--quick", "--checkpoint", str(given)]
+        )
+        assert status == cli.EXIT_USAGE
+        assert "takes a FOLDER" in capsys.readouterr().err
+    assert not (tmp_path / "new.nc").exists()
+    # demo: a folder is refused (the sample() check names the fix)
+    status = cli.main(["demo", "--quick", "--no-progress", "--checkpoint", str(tmp_path)])
+    assert status != 0
+    assert "is a folder; give a file name" in capsys.readouterr().err
+    # negative control: a folder for run passes the check
+    from bayesjoint.inference.checkpoint import _check_folder
+
+    _check_folder(tmp_path / "checkpoints")

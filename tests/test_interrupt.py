@@ -38,18 +38,41 @@ except bj.SamplingInterrupted as stop:
 """
 
 
+def _kill_group(proc) -> None:
+    """SIGKILL the child's whole process group (it runs in a session of its own)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=30)
+    for f in proc.output_files:
+        f.close()
+
+
+def _output(proc) -> str:
+    """What the child wrote to its output files (read, never a pipe that could fill)."""
+    return "".join(Path(f.name).read_text(errors="replace") for f in proc.output_files)
+
+
 def _run_until_written(command: list[str], path: Path, timeout: float = 240.0):
-    """Start ``command``; return it and its descendants once ``path`` exists."""
+    """Start ``command``; return it and its descendants once ``path`` exists.
+
+    The child runs in a new session (its own process group), writing its output to files
+    beside ``path``; on a timeout or an early end the whole group is killed.
+    """
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    out = open(path.with_suffix(".stdout"), "w")
+    err = open(path.with_suffix(".stderr"), "w")
+    proc = subprocess.Popen(command, stdout=out, stderr=err, env=env, start_new_session=True)
+    proc.output_files = (out, err)
     start = time.monotonic()
     while not path.exists():
         if proc.poll() is not None:
-            _out, err = proc.communicate()
-            raise AssertionError(f"the run ended before writing: {err.decode()[-2000:]}")
+            _kill_group(proc)
+            raise AssertionError(f"the run ended before writing: {_output(proc)[-2000:]}")
         if time.monotonic() - start > timeout:
-            proc.kill()
-            raise AssertionError("no checkpoint written in time")
+            _kill_group(proc)
+            raise AssertionError(f"no checkpoint written in time: {_output(proc)[-2000:]}")
         time.sleep(0.1)
     time.sleep(1.0)  # let the workers run past the first write
     return proc, psutil.Process(proc.pid).children(recursive=True)
@@ -57,8 +80,90 @@ def _run_until_written(command: list[str], path: Path, timeout: float = 240.0):
 
 def _stop(proc, signum: int) -> tuple[int, str]:
     proc.send_signal(signum)
-    out, err = proc.communicate(timeout=120)
-    return proc.returncode, out.decode() + err.decode()
+    try:
+        proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        raise AssertionError(f"the run did not stop: {_output(proc)[-2000:]}") from None
+    finally:
+        for f in proc.output_files:
+            f.close()
+    return proc.returncode, _output(proc)
+
+
+COLLAPSED_SCRIPT = """
+import sys
+import numpy as np
+import bayesjoint as bj
+from bayesjoint.validate import blur_matrix
+
+rng = np.random.default_rng(1)
+x = bj.Parameter("x", shape=8, prior=bj.priors.Normal(0.0, 0.5))
+blur = blur_matrix(8, 1.5)
+blurred = bj.Modality("blurred", bj.physics.Linear(blur, input="x"),
+                      blur @ rng.normal(0, 0.5, 8) + 0.1 * rng.standard_normal(8),
+                      bj.noise.Gaussian(bj.priors.HalfNormal(0.2)))
+problem = bj.JointInversion([x], [blurred])
+try:
+    problem.sample(draws=1_000_000, tune=200, chains=2, cores=2, method="collapsed",
+                   random_seed=1, progressbar=False, checkpoint=sys.argv[1],
+                   checkpoint_every=0.5)
+except bj.SamplingInterrupted as stop:
+    sys.exit(stop.exit_status)
+"""
+
+
+def test_sigterm_stops_the_collapsed_route_keeps_its_draws_and_leaves_no_process(tmp_path):
+    # the collapsed route records the hyperparameter chains as they come and draws the fields
+    # of every kept draw when it writes: the file holds fields for every kept draw
+    path = tmp_path / "collapsed.nc"
+    proc, children = _run_until_written([sys.executable, "-c", COLLAPSED_SCRIPT, str(path)], path)
+    assert len(children) >= 2
+    code, output = _stop(proc, signal.SIGTERM)
+    assert code == 143, output[-2000:]
+    kept = _check_file(path, "SIGTERM", 2)
+    idata = bj.load(path)
+    assert idata.posterior.attrs["route"] == "collapsed"
+    for c, n in enumerate(kept):  # the fields are drawn for exactly the kept draws
+        assert np.all(np.isfinite(idata.posterior["x"].values[c, :n]))
+        assert np.all(np.isnan(idata.posterior["x"].values[c, n:]))
+    assert _survivors(children) == []
+
+
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def test_reap_stops_only_the_workers_of_the_sampling_thread():
+    # A process another thread of the program starts while a run is on is not the sampler's:
+    # reap must leave it running (negative control: the one the sampling thread started goes).
+    import multiprocessing
+    import threading
+
+    from bayesjoint.inference.interrupt import StopSignals
+
+    context = multiprocessing.get_context("fork")
+    other: list = []
+    with StopSignals() as signals:
+        ours = context.Process(target=_sleep, args=(60,), daemon=True)
+        ours.start()
+
+        def start_other() -> None:
+            other.append(context.Process(target=_sleep, args=(60,), daemon=True))
+            other[0].start()
+
+        thread = threading.Thread(target=start_other)
+        thread.start()
+        thread.join()
+        stopped = signals.reap()
+    try:
+        assert stopped == [ours.pid]
+        assert not ours.is_alive()
+        assert other[0].is_alive()
+    finally:
+        other[0].kill()
+        other[0].join(5)
+        ours.join(5)
 
 
 def _survivors(children) -> list[int]:

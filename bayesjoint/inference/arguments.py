@@ -20,8 +20,27 @@ from bayesjoint._checks import (
     check_memory,
     check_probability,
 )
+from bayesjoint.inference.keywords import (
+    check_find_modes_arguments,
+    check_sample_from_modes_arguments,
+    check_smc_arguments,
+    checked_keywords,
+    find_map_keywords,
+    pymc_sample_keywords,
+    smc_keywords,
+)
 
-__all__ = ["check_sample_arguments", "sample_keywords"]
+__all__ = [
+    "check_find_modes_arguments",
+    "check_sample_arguments",
+    "check_sample_from_modes_arguments",
+    "check_smc_arguments",
+    "checked_keywords",
+    "find_map_keywords",
+    "pymc_sample_keywords",
+    "sample_keywords",
+    "smc_keywords",
+]
 
 
 def sample_keywords() -> set[str]:

@@ -23,21 +23,28 @@ Design
   ``complete`` (0 or 1), ``draws_per_chain`` (the real counts), and ``interrupted`` (the signal)
   when a signal stopped the run; :func:`kept_draws` reads them, :func:`complete_part` returns the
   rectangular part.
-- **Routes.** On ``nuts`` and ``nuts-plain`` draws are written as they come. The ``exact``
-  route draws independently and fast; its file is written once at the end. The ``collapsed``
-  route writes its file at the end too (the fields are drawn after the hyperparameter chains);
-  ``smc`` takes no checkpoint.
+- **Routes.** On ``nuts`` and ``nuts-plain`` draws are written as they come. On ``collapsed``
+  the recorder keeps the hyperparameter chains (NUTS on ``θ``) and each write draws the fields
+  of the draws new since the last one
+  (:class:`~bayesjoint.inference.collapsed.CollapsedAssembler`; one random stream per draw, so
+  the file holds the final result's layout and draws). The ``exact`` route draws independently
+  and fast; its file is written once at the end. ``smc`` takes no checkpoint.
 - **Resume.** ``sample(..., checkpoint=PATH, resume=True)`` reads the file and continues every
-  chain to the requested draws. A chain with kept draws restarts from its last draw and re-tunes
-  for ``min(tune, RESUME_TUNE)`` draws, which are discarded: NUTS's step size on ``nuts``, whose
-  mass matrix is the Laplace covariance at the MAP computed again (deterministically, as in the
-  first run); step size and diagonal mass matrix on ``nuts-plain`` (PyMC's ``adapt_diag``, no
-  jitter, so the chain starts where it stopped). A chain with no kept draw starts afresh with the
-  full ``tune``. The kept and the new draws are joined per chain, and the log-likelihood is
-  evaluated for all of them. The exact and collapsed routes, whose runs are short or whose fields
-  are drawn at the end, are run again when the file is incomplete. Restarting a Markov chain
-  from its last state with any fixed or re-adapted step leaves its stationary distribution
-  unchanged; the re-tuning only makes the continuation efficient.
+  chain to the requested draws. A chain with kept draws restarts from its last draw with the
+  step size NUTS had tuned (the file's ``step_size`` statistic at that draw; one step for the
+  chains resumed together, the smallest). On ``nuts`` the mass matrix is the Laplace
+  covariance at the MAP computed again (deterministically, as in the first run): no tuning. On
+  ``nuts-plain`` and ``collapsed`` the adapted mass matrix lives in PyMC's workers and is not
+  handed out, so a fixed diagonal one is estimated from the kept draws (variance in the
+  sampler's coordinates) and the step size is re-tuned from the stored one for
+  ``min(tune, RESUME_STEP_TUNE)`` draws, discarded. Without a stored step size, or with fewer
+  than ``RESUME_MIN_DRAWS`` kept draws, PyMC re-tunes for ``min(tune, RESUME_TUNE)`` draws. A
+  chain with no kept draw starts afresh with the full ``tune``. The kept and the new draws are
+  joined per chain, and the log-likelihood is evaluated for all of them (collapsed: the kept
+  draws' fields are kept, the new draws' drawn). The exact route is run again when the file is
+  incomplete. Restarting a Markov chain from its last state with any fixed step size and mass
+  matrix leaves its stationary distribution unchanged; the tuning only makes the continuation
+  efficient.
 """
 
 from __future__ import annotations
@@ -74,11 +81,19 @@ _log = logging.getLogger("bayesjoint")
 #: Default seconds between two writes of the checkpoint file.
 CHECKPOINT_EVERY = 30.0
 
-#: Tuning draws of a chain resumed from its last draw (at most ``tune``).
+#: Tuning draws of a chain resumed from its last draw without a stored step size (at most
+#: ``tune``).
 RESUME_TUNE = 200
 
-#: Routes whose draws are written as they come.
-STREAMED_ROUTES = ("nuts", "nuts-plain")
+#: Tuning draws of a resumed chain whose step size restarts from the stored one with a mass
+#: matrix estimated from the kept draws (``nuts-plain``, ``collapsed``; at most ``tune``).
+RESUME_STEP_TUNE = 50
+
+#: Fewest kept draws (over the chains resumed together) to estimate a mass matrix from.
+RESUME_MIN_DRAWS = 20
+
+#: Routes whose draws are written as they come, and whose chains a resumed run continues.
+STREAMED_ROUTES = ("nuts", "nuts-plain", "collapsed")
 
 #: PyMC's sampler statistics as its InferenceData names them.
 _STAT_NAMES = {
@@ -220,6 +235,19 @@ class ChainRecorder:
         self._last_write = time.monotonic()
         self._written_counts: list[int] | None = None
         self._dtypes: dict[str, Any] = {}
+        self.assembler: Callable[..., az.InferenceData] | None = None
+        self.tuning_discarded: dict[int, int] = {}
+
+    def collapse(self, model: Any, assembler: Callable[..., az.InferenceData]) -> ChainRecorder:
+        """Record the hyperparameter chains of the collapsed route (``model`` samples ``θ``).
+
+        ``assembler(theta, stats, counts)`` turns the recorded ``θ`` draws and statistics
+        (``(chains, length)`` arrays) into the route's result (see
+        :class:`bayesjoint.inference.collapsed.CollapsedAssembler`).
+        """
+        self.model = model
+        self.assembler = assembler
+        return self
 
     # the pm.sample callback
     def begin(
@@ -355,7 +383,12 @@ class ChainRecorder:
                 },
             )
             groups["posterior" if group == 0 else "sample_stats"] = dataset
-        idata = az.InferenceData(**groups)
+        if self.assembler is not None:  # the collapsed route: draw the fields of the θ draws
+            theta = {k: v.values for k, v in groups["posterior"].items()}
+            stats = {k: v.values for k, v in groups.get("sample_stats", xr.Dataset()).items()}
+            idata = self.assembler(theta, stats, counts)
+        else:
+            idata = az.InferenceData(**groups)
         info = {**self.info, **extra, "draws_per_chain": counts, "draws": self.draws}
         attrs = self.attrs(info)
         for name in idata.groups():
@@ -464,7 +497,7 @@ def sample_checkpointed(
     checkpoint : path, optional
         The file the draws are written to (netCDF, read by :func:`bayesjoint.load`).
     checkpoint_every : float, default 30
-        Seconds between writes (nuts routes).
+        Seconds between writes (nuts, nuts-plain and collapsed routes).
     resume : bool, default False
         Continue the run in ``checkpoint`` to ``draws`` per chain (start afresh when the file
         does not exist).
@@ -594,6 +627,115 @@ def _check_stored(
         )
 
 
+def _theta_view(stored: az.InferenceData, names: list[str]) -> az.InferenceData:
+    """Return the collapsed route's file as its NUTS run on ``θ`` recorded it."""
+    stats = stored.sample_stats.drop_vars("lp", errors="ignore")
+    if "lp_marginal" in stats:
+        stats = stats.rename({"lp_marginal": "lp"})
+    return az.InferenceData(posterior=stored.posterior[names], sample_stats=stats)
+
+
+def _sampled_size(model: Any) -> int:
+    point = model.initial_point()
+    return int(sum(point[v.name].size for v in model.value_vars))
+
+
+def _stored_step_size(stored: az.InferenceData, counts: list[int], ids: list[int]) -> float | None:
+    """Return the smallest tuned step size of chains ``ids`` at their last kept draw, or None."""
+    if "sample_stats" not in stored.groups() or "step_size" not in stored.sample_stats:
+        return None
+    values = stored.sample_stats["step_size"].values
+    steps = np.array([values[c, counts[c] - 1] for c in ids], dtype=float)
+    if not np.all(np.isfinite(steps)) or np.any(steps <= 0):
+        return None
+    return float(steps.min())
+
+
+def _kept_variance(
+    model: Any, stored: az.InferenceData, counts: list[int], ids: list[int]
+) -> np.ndarray | None:
+    """Per-coordinate variance of the kept draws of chains ``ids`` in the sampler's coordinates.
+
+    The coordinates are those of ``model.value_vars`` (transformed), in that order, as
+    :class:`pymc.NUTS` lays them out. None when fewer than :data:`RESUME_MIN_DRAWS` draws are
+    kept or a variance is not positive.
+    """
+    from bayesjoint.inference.collapsed import _transformed
+
+    if sum(counts[c] for c in ids) < RESUME_MIN_DRAWS:
+        return None
+    columns = []
+    for value in model.value_vars:
+        name = model.values_to_rvs[value].name
+        values = stored.posterior[name].values
+        kept = np.concatenate([np.asarray(values[c, : counts[c]]) for c in ids])
+        kept = kept.reshape(kept.shape[0], -1)
+        columns.append(_transformed(model, name, kept).reshape(kept.shape[0], -1))
+    variance = np.concatenate(columns, axis=1).var(axis=0, ddof=1)
+    if not np.all(np.isfinite(variance)) or np.any(variance <= 0):
+        return None
+    return variance
+
+
+def _restart_options(
+    route: str,
+    model: Any,
+    stored: az.InferenceData,
+    counts: list[int],
+    ids: list[int],
+    tune: int,
+    accept: float,
+    kwargs: dict[str, Any],
+) -> tuple[dict[str, Any], int, str]:
+    """How chains ``ids`` restart: sampler options, tuning draws (discarded), a description.
+
+    ``nuts``: the mass matrix is the Laplace covariance, recomputed deterministically, and the
+    stored step size (the smallest of the chains' last ones) is used as it is: no tuning.
+    ``nuts-plain`` and ``collapsed``: the mass matrix PyMC adapted is not handed out by its
+    workers, so a fixed diagonal one is estimated from the kept draws (their variance in the
+    sampler's coordinates, which PyMC's adaptation estimates too); the step size starts at the
+    stored one and is re-tuned for ``min(tune, RESUME_STEP_TUNE)`` draws. Without a stored
+    step size (or too few kept draws) PyMC re-tunes for ``min(tune, RESUME_TUNE)`` draws.
+    """
+    import pymc as pm
+    from pymc.step_methods.hmc.quadpotential import QuadPotentialDiag
+
+    from bayesjoint.inference.nuts import NUTS_OPTIONS
+
+    options: dict[str, Any] = {}
+    step = _stored_step_size(stored, counts, ids)
+    n = _sampled_size(model)
+    if step is not None and route == "nuts":
+        options["step_scale"] = step * n**0.25
+        return options, 0, f"the stored step size {step:.4g} and the Laplace mass matrix, no tuning"
+    variance = _kept_variance(model, stored, counts, ids) if step is not None else None
+    if variance is None or "step" in kwargs:
+        if route == "nuts-plain":
+            options["init"] = "adapt_diag"
+        short = min(tune, RESUME_TUNE)
+        return options, short, f"re-tuned for {short} draws (discarded)"
+    step_options = {k: kwargs.pop(k) for k in NUTS_OPTIONS if k in kwargs}
+    step_options.update(kwargs.pop("nuts", None) or {})
+    step_options.pop("step_scale", None)
+    options["step"] = pm.NUTS(
+        vars=model.value_vars,
+        potential=QuadPotentialDiag(variance),
+        step_scale=step * n**0.25,
+        target_accept=step_options.pop("target_accept", accept),
+        model=model,
+        **step_options,
+    )
+    short = min(tune, RESUME_STEP_TUNE)
+    return (
+        options,
+        short,
+        (
+            f"a diagonal mass matrix from the kept draws, the step size re-tuned from the stored "
+            f"{step:.4g} for {short} draws (discarded)"
+        ),
+    )
+
+
 def _resume(
     problem: Any,
     stored: az.InferenceData,
@@ -602,7 +744,6 @@ def _resume(
     kwargs: dict[str, Any],
 ) -> tuple[az.InferenceData, dict[str, Any]]:
     """Continue the run in ``stored`` to ``common['draws']`` per chain."""
-    from bayesjoint.inference.nuts import sample_nuts
     from bayesjoint.inference.routes import sample_route
 
     draws, tune, chains = common["draws"], common["tune"], common["chains"]
@@ -618,68 +759,121 @@ def _resume(
         extra["resumed_from"] = {"draws_per_chain": info["draws_per_chain"], "new_draws": 0}
         extra.update(draws=draws, chains=chains)
         return done, extra
-    if route not in STREAMED_ROUTES:
+    if route not in STREAMED_ROUTES or kwargs.get("nuts_sampler", "pymc") != "pymc":
         _log.warning("bayesjoint: checkpoint of route %r is incomplete; its run is repeated", route)
         idata, extra = sample_route(problem, route, recorder=recorder, **common, **kwargs)
         extra["resumed_from"] = {
             "draws_per_chain": info["draws_per_chain"],
-            "method": "the run is repeated (its draws are independent or drawn at the end)",
+            "method": "the run is repeated (its draws are independent)",
         }
         return idata, extra
-    recorder.set_previous(stored, counts)
+    user_callback = kwargs.pop("callback", None)
+    idata_kwargs = dict(kwargs.get("idata_kwargs") or {})
+    log_likelihood = bool(idata_kwargs.get("log_likelihood", True))
+    if route == "collapsed":
+        from bayesjoint.inference.collapsed import (
+            THETA_TARGET_ACCEPT,
+            CollapsedAssembler,
+            _theta_run,
+            collapsed_problem,
+        )
+
+        collapsed = collapsed_problem(problem)
+        model = collapsed.model
+        names = list(collapsed.theta)
+        assembler = CollapsedAssembler(problem, common["random_seed"], log_likelihood)
+        assembler.set_previous(stored, counts)
+        recorder.collapse(model, assembler)
+        recorder.set_previous(_theta_view(stored, names), counts)
+        accept = THETA_TARGET_ACCEPT if common["target_accept"] is None else common["target_accept"]
+    else:
+        model = problem.model
+        names = [rv.name for rv in _free(problem)]
+        recorder.set_previous(stored, counts)
+        accept = 0.8 if common["target_accept"] is None else common["target_accept"]
     recorder.info = dict(base)
     started = [c for c in range(chains) if 0 < counts[c] < draws]
     fresh = [c for c in range(chains) if counts[c] == 0]
-    user_callback = kwargs.pop("callback", None)
     extra: dict[str, Any] = {}
+    how: dict[str, str] = {}
     last = None
-    for group, (ids, group_tune) in enumerate(((started, min(tune, RESUME_TUNE)), (fresh, tune))):
+    for group, ids in enumerate((started, fresh)):
         if not ids:
             continue
         options = dict(kwargs)
+        group_tune = tune
         if group == 0:
             options["initvals"] = [
-                {
-                    rv.name: stored.posterior[rv.name].values[c, counts[c] - 1]
-                    for rv in _free(problem)
-                }
+                {name: stored.posterior[name].values[c, counts[c] - 1] for name in names}
                 for c in ids
             ]
-            if route == "nuts-plain":
-                options.setdefault("init", "adapt_diag")
+            restart, group_tune, how["started"] = _restart_options(
+                route, model, stored, counts, ids, tune, accept, options
+            )
+            options.update(restart)
+        else:
+            how["fresh"] = f"started afresh, tuned for {tune} draws"
         recorder.begin(tune=group_tune, chain_ids=ids, user_callback=user_callback)
-        last, extra = sample_nuts(
-            problem,
-            max(draws - counts[c] for c in ids),
-            group_tune,
-            len(ids),
-            cores=common["cores"],
-            random_seed=_resume_seed(common["random_seed"], resumes, group),
-            target_accept=0.8 if common["target_accept"] is None else common["target_accept"],
-            progressbar=common["progressbar"],
-            precondition=route == "nuts",
-            callback=recorder,
-            **options,
-        )
+        n_new = max(draws - counts[c] for c in ids)
+        seed = _resume_seed(common["random_seed"], resumes, group)
+        if route == "collapsed":
+            options.pop("idata_kwargs", None)
+            last = _theta_run(
+                collapsed,
+                n_new,
+                group_tune,
+                len(ids),
+                cores=common["cores"],
+                random_seed=seed,
+                accept=accept,
+                progressbar=common["progressbar"],
+                idata_kwargs={k: v for k, v in idata_kwargs.items() if k != "log_likelihood"},
+                callback=recorder,
+                **options,
+            )
+            extra = {
+                "sampler": "NUTS on the hyperparameters, exact conditional draws of the latent "
+                "fields",
+                "collapsed_hyperparameters": names,
+                "collapsed_form": collapsed.describe(),
+                "target_accept": accept,
+            }
+        else:
+            from bayesjoint.inference.nuts import sample_nuts
+
+            last, extra = sample_nuts(
+                problem,
+                n_new,
+                group_tune,
+                len(ids),
+                cores=common["cores"],
+                random_seed=seed,
+                target_accept=accept,
+                progressbar=common["progressbar"],
+                precondition=route == "nuts",
+                callback=recorder,
+                **options,
+            )
+        recorder.tuning_discarded[group] = group_tune * len(ids)
     idata = recorder.to_idata({})
     assert idata is not None and last is not None
-    for name in ("observed_data", "constant_data"):
-        if name in last.groups():
-            idata.add_groups({name: last[name]})
-    import pymc as pm
+    if route != "collapsed":
+        for name in ("observed_data", "constant_data"):
+            if name in last.groups():
+                idata.add_groups({name: last[name]})
+        import pymc as pm
 
-    idata_kwargs = kwargs.get("idata_kwargs") or {}
-    if idata_kwargs.get("log_likelihood", True):
-        pm.compute_log_likelihood(idata, model=problem.model, progressbar=False)
+        if log_likelihood:
+            pm.compute_log_likelihood(idata, model=problem.model, progressbar=False)
     extra = {**extra, **base}
     extra.update(draws=draws, tune=tune, chains=chains)
     extra["resumed_from"] = {
         "draws_per_chain": info["draws_per_chain"],
-        "method": (
-            f"each chain restarts from its last kept draw and re-tunes for "
-            f"{min(tune, RESUME_TUNE)} draws (discarded); chains without kept draws start "
-            "afresh"
-        ),
+        "method": "each chain restarts from its last kept draw with "
+        + how.get("started", "-")
+        + "; chains without kept draws: "
+        + how.get("fresh", "none"),
+        "tuning_draws_discarded": int(sum(recorder.tuning_discarded.values())),
     }
     return idata, extra
 
@@ -707,6 +901,8 @@ def checkpoint_folder(folder: str | os.PathLike | None, *, resume: bool = False)
     resume : bool, default False
     """
     previous = dict(_FOLDER)
+    if folder is not None:
+        _check_folder(folder)
     _FOLDER.clear()
     if folder is not None:
         os.makedirs(folder, exist_ok=True)
@@ -728,17 +924,43 @@ def add_checkpoint_arguments(parser: Any) -> None:
         default=None,
         metavar="FOLDER",
         help="write each sampling run's draws to FOLDER/run-<k>.nc while sampling (read them "
-        "with bj.load after an interrupt)",
+        "with bj.load after an interrupt). A FOLDER, because a case study samples several "
+        "times, the k-th run writing run-<k>.nc ('bayesjoint demo' takes a FILE: it samples "
+        "once)",
     )
     parser.add_argument(
         "--resume", action="store_true", help="continue the runs in --checkpoint FOLDER"
     )
 
 
+def _check_folder(folder: str | os.PathLike) -> None:
+    """Refuse a file, or a name ending in ``.nc``, as a checkpoint FOLDER (before sampling)."""
+    name = os.fspath(folder)
+    if os.path.exists(name) and not os.path.isdir(name):
+        raise ValueError(
+            f"--checkpoint {name!r} is a file; a case study samples several times and takes a "
+            "FOLDER (its k-th run writes FOLDER/run-<k>.nc): give a folder name"
+        )
+    if not os.path.exists(name) and name.rstrip(os.sep).endswith(".nc"):
+        raise ValueError(
+            f"--checkpoint {name!r} looks like a file name; a case study samples several times "
+            "and takes a FOLDER (its k-th run writes FOLDER/run-<k>.nc): give a folder name "
+            "such as 'checkpoints' ('bayesjoint demo' and sample(checkpoint=...) take a file)"
+        )
+
+
 def use_checkpoint_folder(folder: str | os.PathLike | None, *, resume: bool = False) -> None:
-    """Like :func:`checkpoint_folder`, for the rest of the program (scripts' ``--checkpoint``)."""
+    """Like :func:`checkpoint_folder`, for the rest of the program (scripts' ``--checkpoint``).
+
+    Raises
+    ------
+    ValueError
+        For an existing file or a missing name ending in ``.nc`` (a FOLDER is expected), and
+        for ``resume`` without a folder.
+    """
     _FOLDER.clear()
     if folder is not None:
+        _check_folder(folder)
         os.makedirs(folder, exist_ok=True)
         _FOLDER.update({"folder": os.fspath(folder), "resume": bool(resume), "count": 0})
     elif resume:

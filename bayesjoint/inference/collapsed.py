@@ -44,7 +44,6 @@ from bayesjoint.discrepancy.kernels import _spd_inverse, kernel_matrix, symbolic
 from bayesjoint.inference.exact import (
     _derived_quantities,
     _inference_data,
-    _split_chains,
     latent_free_names,
     latent_free_values,
 )
@@ -53,9 +52,15 @@ from bayesjoint.priors import GaussianField, Prior
 
 __all__ = [
     "COLLAPSED_LIMIT",
+    "CONDITIONAL_CHUNK_BYTES",
     "THETA_TARGET_ACCEPT",
+    "CollapsedAssembler",
     "CollapsedProblem",
+    "DrawStreams",
+    "collapsed_draws",
+    "collapsed_idata",
     "collapsed_route_blocker",
+    "draw_streams",
     "sample_collapsed",
 ]
 
@@ -68,8 +73,55 @@ THETA_TARGET_ACCEPT = 0.95
 #: evaluation of the log marginal likelihood factorizes a dense matrix of that size.
 COLLAPSED_LIMIT = 3000
 
+#: Largest memory (bytes) the batched conditional draws of the fields build at once; the draws
+#: are made in chunks of draws below it (see :meth:`CollapsedProblem.chunk_draws`).
+CONDITIONAL_CHUNK_BYTES = 256 * 2**20
+
 _LOG_2PI = float(np.log(2.0 * np.pi))
 _POTRF, _POTRI = sla.lapack.dpotrf, sla.lapack.dpotri
+
+
+class DrawStreams:
+    """One random stream per draw: draw ``k``'s standard normals depend on its key only.
+
+    Parameters
+    ----------
+    keys : sequence
+        One :class:`numpy.random.SeedSequence` entropy per draw, e.g. ``(seed, 1, chain, i)``.
+
+    Notes
+    -----
+    ``standard_normal((S, k))`` returns row ``s`` from stream ``s``, continuing it; so draws
+    made in chunks, or some now and the rest later, are the draws made all at once.
+    """
+
+    def __init__(self, keys: Any = (), *, generators: list | None = None):
+        self.generators = (
+            list(generators)
+            if generators is not None
+            else [np.random.default_rng(list(k)) for k in keys]
+        )
+
+    def __len__(self) -> int:
+        return len(self.generators)
+
+    def __getitem__(self, index: slice) -> DrawStreams:
+        return DrawStreams(generators=self.generators[index])
+
+    def standard_normal(self, shape: Any) -> np.ndarray:
+        """Return an array of ``shape`` whose row ``s`` (axis 0) comes from stream ``s``."""
+        shape = tuple(np.atleast_1d(shape).tolist())
+        if not shape or shape[0] != len(self.generators):
+            raise ValueError(f"DrawStreams of {len(self)} draws cannot fill shape {shape}")
+        rows = [g.standard_normal(shape[1:]) for g in self.generators]
+        return np.stack(rows) if rows else np.empty(shape)
+
+
+def draw_streams(random_seed: int, chains: Any, indices: Any) -> DrawStreams:
+    """Return the streams of draws ``indices[s]`` of chains ``chains[s]`` of a run seeded so."""
+    return DrawStreams(
+        (int(random_seed), 1, int(c), int(i)) for c, i in zip(chains, indices, strict=True)
+    )
 
 
 class _Known(Noise):
@@ -985,10 +1037,20 @@ class CollapsedProblem:
 
     @cached_property
     def model(self) -> pm.Model:
-        """The PyMC model of ``θ``: the full model's priors and ``log p(d | θ)`` as a Potential."""
+        """The PyMC model of ``θ``: the full model's priors and ``log p(d | θ)`` as a Potential.
+
+        A learned link scatter also gets the link's normalizer ``−log Z(σ)`` as the potential
+        ``<coupling>_normalizer``, built by the coupling as in the full model
+        (``Petrophysical.build_normalizer``), so both target the same
+        posterior: :meth:`log_marginal_likelihood` integrates the fields out of the unnormalized
+        product ``p(m) Π N(r_i; 0, σ²)``, and the normalizer turns it into the evidence of the
+        normalized joint prior.
+        """
         with pm.Model() as model:
             theta = self.build_theta()
             pm.Potential("log_marginal_likelihood", self.log_marginal_likelihood_graph(theta))
+            for name, key in self._plan.scatter.items():
+                self._couplings[name].build_normalizer(theta[key], self._latent)
         return model
 
     # -- conditional draws --------------------------------------------------------------------
@@ -1060,7 +1122,7 @@ class CollapsedProblem:
         return [np.stack([np.asarray(r[k]) for r in rows]) for k in range(len(rows[0]))]
 
     def conditional_draws(
-        self, theta: Mapping[str, np.ndarray], rng: np.random.Generator
+        self, theta: Mapping[str, np.ndarray], rng: np.random.Generator | DrawStreams
     ) -> tuple[np.ndarray, np.ndarray]:
         """Draw the latent vector from ``p(m | θ, d)``, once per ``θ`` draw.
 
@@ -1068,7 +1130,10 @@ class CollapsedProblem:
         ----------
         theta : mapping of str to numpy.ndarray
             Per name of :attr:`theta`, its draws (all of one length ``S``).
-        rng : numpy.random.Generator
+        rng : numpy.random.Generator or DrawStreams
+            With :class:`DrawStreams` (one stream per draw) each draw depends on its own seed
+            only, whatever the draws drawn with it: a checkpoint drawn in pieces and the final
+            result agree.
 
         Returns
         -------
@@ -1086,6 +1151,18 @@ class CollapsedProblem:
         """
         values = [np.asarray(theta[name], dtype=float).ravel() for name in self.theta]
         n_draws = values[0].size if values else 0
+        if isinstance(rng, DrawStreams) and len(rng) != n_draws:
+            raise ValueError(f"DrawStreams holds {len(rng)} streams for {n_draws} draws")
+        chunk = self.chunk_draws()
+        if n_draws > chunk:  # bounded memory: the batched draws build matrices per draw
+            parts = [
+                self.conditional_draws(
+                    {k: v[start : start + chunk] for k, v in zip(self.theta, values, strict=True)},
+                    rng[start : start + chunk] if isinstance(rng, DrawStreams) else rng,
+                )
+                for start in range(0, n_draws, chunk)
+            ]
+            return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         fn = self._conditional_function
         const = self._form_constants(self.form)
         if const.get("single") is not None:
@@ -1093,24 +1170,36 @@ class CollapsedProblem:
         z = np.empty((n_draws, self.n))
         scales = np.empty((n_draws, self.n))
         for i in range(n_draws):
+            gen = rng.generators[i] if isinstance(rng, DrawStreams) else rng
             out = fn(*[v[i] for v in values])
             precision, rhs, d = out[:3]
             scales[i] = d
             chol = sla.cholesky(precision, lower=True, check_finite=False)
             mean = sla.cho_solve((chol, True), rhs, check_finite=False)
-            eps = rng.standard_normal(self.n)
+            eps = gen.standard_normal(self.n)
             draw = mean + sla.solve_triangular(chol.T, eps, lower=False, check_finite=False)
             if len(out) > 3:
                 cov, noise = out[3:]
                 wd = const["w"] * d[None, :]
                 gain = sla.cho_solve((chol, True), wd.T, check_finite=False)
                 noise_chol = sla.cholesky(noise, lower=True, check_finite=False)
-                eps_s = noise_chol @ rng.standard_normal(noise.shape[0])
+                eps_s = noise_chol @ gen.standard_normal(noise.shape[0])
                 innovation = const["e"] - wd @ draw - eps_s
                 draw = draw + gain @ sla.solve(cov, innovation, assume_a="pos")
             z[i] = draw
         m = self.prior_mean + (z * scales) @ self.prior_factor.T
         return z, m
+
+    def chunk_draws(self) -> int:
+        """Return how many draws :meth:`conditional_draws` handles at once.
+
+        The batched draws hold, per draw, the data-space covariance ``K_S`` and its factor
+        (``r × r`` for ``r`` data-space rows) and a few latent vectors (``n``): about
+        ``8 (2 r² + 4 n)`` bytes; the chunk keeps that below :data:`CONDITIONAL_CHUNK_BYTES`.
+        """
+        rows = sum(b.e.size for b in self._blocks if not self._in_parameter_space(b, self.form))
+        per_draw = 8 * (2 * rows * rows + 4 * self.n + 1)
+        return max(1, int(CONDITIONAL_CHUNK_BYTES // per_draw))
 
     def _closed_form_outputs(
         self, values: list[np.ndarray], n_draws: int
@@ -1245,6 +1334,221 @@ def _transformed(model: pm.Model, name: str, values: np.ndarray) -> np.ndarray:
     return np.asarray(cache[name](np.asarray(values, dtype=float).ravel())).reshape(values.shape)
 
 
+def _theta_run(
+    collapsed: CollapsedProblem,
+    draws: int,
+    tune: int,
+    chains: int,
+    *,
+    cores: int | None,
+    random_seed: int,
+    accept: float,
+    progressbar: bool,
+    idata_kwargs: Mapping[str, Any],
+    **kwargs: Any,
+) -> az.InferenceData:
+    """Run NUTS on the hyperparameters alone (the collapsed model); return PyMC's result."""
+    if kwargs.get("nuts_sampler", "pymc") == "pymc":  # nutpie ignores (and warns about) them
+        kwargs["idata_kwargs"] = {**idata_kwargs, "log_likelihood": False}
+    if "step" not in kwargs:
+        kwargs["target_accept"] = accept
+    with collapsed.model, warnings.catch_warnings():
+        # nutpie (numba): the factorization Ops have no numba code and run their numpy/LAPACK
+        # perform in object mode, as intended
+        warnings.filterwarnings("ignore", "Numba will use object mode", UserWarning)
+        return pm.sample(
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            cores=cores,
+            random_seed=random_seed,
+            progressbar=progressbar,
+            **kwargs,
+        )
+
+
+def collapsed_draws(
+    problem: Any,
+    theta: Mapping[str, np.ndarray],
+    chains: np.ndarray,
+    indices: np.ndarray,
+    random_seed: int,
+    log_likelihood: bool,
+) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray]]:
+    """Return the fields, deterministics, log density and log-likelihoods of ``θ`` draws.
+
+    Parameters
+    ----------
+    problem : JointInversion
+    theta : mapping of str to numpy.ndarray
+        The hyperparameters' draws, shape ``(S,)`` each (model coordinates).
+    chains, indices : numpy.ndarray of int, shape (S,)
+        Chain and draw index (within its chain) of each draw: draw ``s`` of the fields uses the
+        stream ``(random_seed, 1, chains[s], indices[s])``, so it does not depend on which
+        other draws are made with it (checkpoints drawn in pieces, resumed runs).
+    random_seed : int
+    log_likelihood : bool
+
+    Returns
+    -------
+    posterior : dict
+        The free latent variables and the deterministics, ``(S, ...)`` each.
+    lp : numpy.ndarray, shape (S,)
+        The full model's log density.
+    loglik : dict
+        Pointwise log-likelihoods (empty without ``log_likelihood``).
+    """
+    collapsed = collapsed_problem(problem)
+    z, m = collapsed.conditional_draws(theta, draw_streams(random_seed, chains, indices))
+    model = problem.model
+    free = collapsed.free_values(z, m)
+    values = {**free, **{k: _transformed(model, k, np.asarray(v)) for k, v in theta.items()}}
+    derived, lp, loglik = _derived_quantities(model, values, log_likelihood)
+    return {**free, **derived}, np.asarray(lp).reshape(-1), dict(loglik or {})
+
+
+def _padded(values: np.ndarray, counts: list[int], length: int) -> np.ndarray:
+    """``(S, ...)`` draws of chains with ``counts`` draws each → ``(chains, length, ...)``."""
+    values = np.asarray(values)
+    if all(n == length for n in counts):
+        return values.reshape(len(counts), length, *values.shape[1:])
+    out = np.full((len(counts), length, *values.shape[1:]), np.nan)
+    start = 0
+    for c, n in enumerate(counts):
+        out[c, :n] = values[start : start + n]
+        start += n
+    return out
+
+
+def collapsed_idata(
+    problem: Any,
+    theta: Mapping[str, np.ndarray],
+    stats: Mapping[str, np.ndarray],
+    counts: list[int],
+    draws: tuple[dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray]],
+    log_likelihood: bool,
+) -> az.InferenceData:
+    """Return the collapsed route's result in the layout of NUTS on the full model.
+
+    Parameters
+    ----------
+    problem : JointInversion
+    theta, stats : mapping of str to numpy.ndarray
+        The hyperparameters and the NUTS statistics, ``(chains, length)`` (chains with fewer
+        than ``length`` draws padded with NaN).
+    counts : list of int
+        Draws per chain.
+    draws : tuple
+        :func:`collapsed_draws` of the ``sum(counts)`` draws, chain by chain.
+    log_likelihood : bool
+    """
+    length = int(next(iter(theta.values())).shape[1]) if theta else max(counts, default=0)
+    post, lp, loglik = draws
+    stats = dict(stats)
+    marginal = stats.pop("lp", None)
+    marginal = stats.pop("logp", None) if marginal is None else marginal  # nutpie's name
+    if marginal is not None:
+        stats["lp_marginal"] = marginal
+    stats["lp"] = _padded(lp, counts, length)
+    return _inference_data(
+        problem.model,
+        {
+            "posterior": {
+                **{k: np.asarray(v) for k, v in theta.items()},
+                **{k: _padded(v, counts, length) for k, v in post.items()},
+            },
+            "sample_stats": stats,
+            "log_likelihood": (
+                {k: _padded(v, counts, length) for k, v in loglik.items()}
+                if log_likelihood
+                else None
+            ),
+        },
+    )
+
+
+class CollapsedAssembler:
+    """Turn the hyperparameter draws recorded so far into the collapsed route's result.
+
+    Used by the checkpoint recorder: each draw's fields are drawn once (from its own stream,
+    see :func:`collapsed_draws`) and kept, so a checkpoint written every ``k`` seconds costs
+    the conditional draws of the new draws only, and every write, the final result and a
+    resumed run agree on every draw.
+
+    Parameters
+    ----------
+    problem : JointInversion
+    random_seed : int
+    log_likelihood : bool
+    """
+
+    def __init__(self, problem: Any, random_seed: int, log_likelihood: bool):
+        self.problem = problem
+        self.random_seed = int(random_seed)
+        self.log_likelihood = bool(log_likelihood)
+        self.theta_names = list(collapsed_problem(problem).theta)
+        self._cache: dict[int, tuple[dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray]]]
+        self._cache = {}
+
+    def set_previous(self, stored: az.InferenceData, counts: list[int]) -> None:
+        """Keep the first ``counts[c]`` drawn fields of chain ``c`` of a checkpoint."""
+        post = stored.posterior
+        names = [k for k in post.data_vars if k not in self.theta_names]
+        loglik = stored.log_likelihood if "log_likelihood" in stored.groups() else None
+        if self.log_likelihood and loglik is None:  # not kept: every draw's fields drawn anew
+            return
+        for c, n in enumerate(counts):
+            if n <= 0:
+                continue
+            self._cache[c] = (
+                {k: np.asarray(post[k].values[c, :n]) for k in names},
+                np.asarray(stored.sample_stats["lp"].values[c, :n]),
+                {k: np.asarray(v.values[c, :n]) for k, v in (loglik or {}).items()}
+                if self.log_likelihood
+                else {},
+            )
+
+    def _count(self, c: int) -> int:
+        return int(self._cache[c][1].shape[0]) if c in self._cache else 0
+
+    def __call__(
+        self, theta: Mapping[str, np.ndarray], stats: Mapping[str, np.ndarray], counts: list[int]
+    ) -> az.InferenceData:
+        """Return the result for the first ``counts[c]`` draws of each chain ``c``."""
+        todo = [(c, i) for c, n in enumerate(counts) for i in range(self._count(c), n)]
+        if todo:
+            chains, indices = (np.array(v) for v in zip(*todo, strict=True))
+            values = {k: np.asarray(theta[k])[chains, indices] for k in self.theta_names}
+            post, lp, loglik = collapsed_draws(
+                self.problem, values, chains, indices, self.random_seed, self.log_likelihood
+            )
+            for c in sorted(set(chains.tolist())):
+                pick = chains == c
+                new = ({k: v[pick] for k, v in post.items()}, lp[pick])
+                new_ll = {k: v[pick] for k, v in loglik.items()}
+                if c in self._cache:
+                    old_post, old_lp, old_ll = self._cache[c]
+                    new = (
+                        {k: np.concatenate([old_post[k], v]) for k, v in new[0].items()},
+                        np.concatenate([old_lp, new[1]]),
+                    )
+                    new_ll = {k: np.concatenate([old_ll[k], v]) for k, v in new_ll.items()}
+                self._cache[c] = (*new, new_ll)
+        kept = [c for c, n in enumerate(counts) if n]
+        first = self._cache[kept[0]] if kept else ({}, np.zeros(0), {})
+        post = {
+            k: np.concatenate([self._cache[c][0][k][: counts[c]] for c in kept]) for k in first[0]
+        }
+        lp = np.concatenate([self._cache[c][1][: counts[c]] for c in kept]) if kept else first[1]
+        loglik = {
+            k: np.concatenate([self._cache[c][2][k][: counts[c]] for c in kept]) for k in first[2]
+        }
+        theta = {k: theta[k] for k in self.theta_names}
+        return collapsed_idata(
+            self.problem, theta, stats, counts, (post, lp, loglik), self.log_likelihood
+        )
+
+
 def sample_collapsed(
     problem: Any,
     draws: int,
@@ -1266,13 +1570,14 @@ def sample_collapsed(
     draws, tune, chains : int
     cores : int or None
     random_seed : int
-        Seeds PyMC's NUTS; the conditional draws use the stream ``[random_seed, 1]``.
+        Seeds PyMC's NUTS; the fields of draw ``i`` of chain ``c`` use the stream
+        ``(random_seed, 1, c, i)`` (see :func:`collapsed_draws`).
     target_accept : float or None
         NUTS's target acceptance rate on ``θ``; None means :data:`THETA_TARGET_ACCEPT`.
     progressbar : bool
     **kwargs
         Passed to :func:`pymc.sample` (``idata_kwargs={"log_likelihood": False}`` drops the
-        ``log_likelihood`` group).
+        ``log_likelihood`` group; a ``callback`` receives the hyperparameters' draws).
 
     Returns
     -------
@@ -1289,47 +1594,29 @@ def sample_collapsed(
     accept = THETA_TARGET_ACCEPT if target_accept is None else float(target_accept)
     idata_kwargs = dict(kwargs.pop("idata_kwargs", None) or {})
     log_likelihood = bool(idata_kwargs.pop("log_likelihood", True))
-    if kwargs.get("nuts_sampler", "pymc") == "pymc":  # nutpie ignores (and warns about) them
-        kwargs["idata_kwargs"] = {**idata_kwargs, "log_likelihood": False}
-    with collapsed.model, warnings.catch_warnings():
-        # nutpie (numba): the factorization Ops have no numba code and run their numpy/LAPACK
-        # perform in object mode, as intended
-        warnings.filterwarnings("ignore", "Numba will use object mode", UserWarning)
-        run = pm.sample(
-            draws=draws,
-            tune=tune,
-            chains=chains,
-            cores=cores,
-            random_seed=random_seed,
-            target_accept=accept,
-            progressbar=progressbar,
-            **kwargs,
-        )
+    run = _theta_run(
+        collapsed,
+        draws,
+        tune,
+        chains,
+        cores=cores,
+        random_seed=random_seed,
+        accept=accept,
+        progressbar=progressbar,
+        idata_kwargs=idata_kwargs,
+        **kwargs,
+    )
     n_chains, n_draws = run.posterior.sizes["chain"], run.posterior.sizes["draw"]
     theta = {name: np.asarray(run.posterior[name].values) for name in collapsed.theta}
     flat = {name: value.reshape(-1) for name, value in theta.items()}
     t0 = time.perf_counter()
-    z, m = collapsed.conditional_draws(flat, np.random.default_rng([random_seed, 1]))
+    chain_of = np.repeat(np.arange(n_chains), n_draws)
+    index_of = np.tile(np.arange(n_draws), n_chains)
+    per_draw = collapsed_draws(problem, flat, chain_of, index_of, random_seed, log_likelihood)
     draw_time = time.perf_counter() - t0
     t1 = time.perf_counter()
-    model = problem.model
-    free = collapsed.free_values(z, m)
-    values = {**free, **{k: _transformed(model, k, v) for k, v in flat.items()}}
-    derived, lp, loglik = _derived_quantities(model, values, log_likelihood)
     stats = {name: np.asarray(run.sample_stats[name].values) for name in run.sample_stats}
-    marginal = stats.pop("lp", None)
-    marginal = stats.pop("logp", None) if marginal is None else marginal  # nutpie's name
-    if marginal is not None:
-        stats["lp_marginal"] = marginal
-    stats["lp"] = lp.reshape(n_chains, n_draws)
-    idata = _inference_data(
-        model,
-        {
-            "posterior": {**theta, **_split_chains({**free, **derived}, n_chains)},
-            "sample_stats": stats,
-            "log_likelihood": _split_chains(loglik, n_chains) if log_likelihood else None,
-        },
-    )
+    idata = collapsed_idata(problem, theta, stats, [n_draws] * n_chains, per_draw, log_likelihood)
     assembly_time = time.perf_counter() - t1
     idata.sample_stats.attrs.update(
         {

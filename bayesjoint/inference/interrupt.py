@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 import threading
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -138,12 +139,41 @@ class _DieWithParent:
             os._exit(1)
 
 
+_STARTED_BY: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_RECORDING = {"count": 0, "start": None}
+_RECORDING_LOCK = threading.Lock()
+
+
+def _recording_start(self: Any) -> None:
+    """``BaseProcess.start`` that notes which thread started the process."""
+    _STARTED_BY[self] = threading.get_ident()
+    _RECORDING["start"](self)
+
+
+def _record_starts(on: bool) -> None:
+    """Note the starting thread of every multiprocessing process while a context needs it."""
+    process = multiprocessing.process.BaseProcess
+    with _RECORDING_LOCK:
+        if on:
+            if _RECORDING["count"] == 0:
+                _RECORDING["start"] = process.start
+                process.start = _recording_start
+            _RECORDING["count"] += 1
+        else:
+            _RECORDING["count"] -= 1
+            if _RECORDING["count"] == 0:
+                process.start = _RECORDING["start"]
+                _RECORDING["start"] = None
+
+
 class StopSignals:
     """Context manager that turns the first SIGINT/SIGTERM into :class:`StopSampling`.
 
     Handlers are installed only in the main thread (Python delivers signals there); elsewhere
-    the context does nothing. On exit the previous handlers come back, and multiprocessing
-    children started inside the context that are still alive are terminated.
+    the context does nothing. On exit the previous handlers come back, and the multiprocessing
+    children that the thread which entered the context started inside it (the sampler's chain
+    workers) and that are still alive are terminated; processes started by other threads of
+    the program are left alone.
 
     Attributes
     ----------
@@ -158,9 +188,14 @@ class StopSignals:
         self._previous: dict[int, Any] = {}
         self._children_before: set[Any] = set()
         self._die_with_parent: _DieWithParent | None = None
+        self._thread: int | None = None
+        self._recording = False
 
     def __enter__(self) -> StopSignals:
         self._children_before = set(multiprocessing.active_children())
+        self._thread = threading.get_ident()
+        _record_starts(True)
+        self._recording = True
         if sys.platform.startswith("linux"):
             # registered while this context holds the hook (a weak registry): forks made
             # elsewhere, after the context, are left alone
@@ -198,15 +233,18 @@ class StopSignals:
         try:
             self.reap()
         finally:
+            if self._recording:
+                self._recording = False
+                _record_starts(False)
             for sig, handler in self._previous.items():
                 signal.signal(sig, handler)
             self._previous = {}
 
     def reap(self) -> list[int]:
-        """Terminate the multiprocessing children started in this context; return their pids."""
+        """Terminate the children this context's thread started in it; return their pids."""
         stopped = []
         for child in multiprocessing.active_children():
-            if child in self._children_before:
+            if child in self._children_before or _STARTED_BY.get(child) != self._thread:
                 continue
             stopped.append(child.pid)
             child.terminate()

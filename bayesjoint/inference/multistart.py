@@ -28,6 +28,11 @@ import xarray as xr
 from pymc.step_methods.hmc.quadpotential import QuadPotentialDiagAdapt
 
 from bayesjoint._random import child_seed, rng_and_seed
+from bayesjoint.inference.keywords import (
+    check_sample_from_modes_arguments,
+    checked_keywords,
+    pymc_sample_keywords,
+)
 from bayesjoint.inference.search import (
     LogPosterior,
     SearchResult,
@@ -383,6 +388,7 @@ def _mode_tables(
     }
 
 
+@checked_keywords(check_sample_from_modes_arguments, pymc_sample_keywords)
 def sample_from_modes(
     problem: Any,
     modes: SearchResult | None = None,

@@ -39,6 +39,7 @@ from pymc.util import get_default_varnames
 from scipy.stats import qmc
 
 from bayesjoint._random import rng_and_seed
+from bayesjoint.inference.keywords import check_find_modes_arguments, checked_keywords
 
 __all__ = [
     "LogPosterior",
@@ -1120,6 +1121,7 @@ def _weigh_modes(modes: list[Mode]) -> tuple[list[Mode], np.ndarray]:
     return [modes[k] for k in order], weights[order]
 
 
+@checked_keywords(check_find_modes_arguments)
 def find_modes(
     problem: Any,
     bounds: Mapping[str, Any] | None = None,

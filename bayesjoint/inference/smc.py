@@ -11,6 +11,7 @@ import arviz as az
 import pymc as pm
 
 from bayesjoint._random import rng_and_seed
+from bayesjoint.inference.keywords import check_smc_arguments, checked_keywords, smc_keywords
 from bayesjoint.inference.multistart import _provenance_for, _with_log_likelihood
 from bayesjoint.inference.search import _model_of
 from bayesjoint.io import attach_provenance
@@ -23,6 +24,7 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------
 # SMC
 # ---------------------------------------------------------------------------------------------
+@checked_keywords(check_smc_arguments, smc_keywords)
 def sample_smc(
     problem: Any,
     draws: int = 2000,
