@@ -50,7 +50,6 @@ Units: metres for positions, µs/m for slowness, µs for transit times, Ω·m fo
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -58,8 +57,9 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from bayesjoint_case_studies._plotting import pyplot, save
 from bayesjoint_case_studies._runtime import one_blas_thread
-from bayesjoint_case_studies._verdict import convergence, exit_status, finish
+from bayesjoint_case_studies._verdict import convergence, exit_status, publish
 from scipy import stats
 
 import bayesjoint as bj
@@ -240,12 +240,8 @@ def map_summary(mean, lo, hi, truth) -> dict[str, float]:
 
 def plot(path: str, grid: bj.Grid, data: dict, maps: dict, rw: dict) -> str | None:
     """Porosity maps (truth, each instrument alone, joint), joint sd, and R_w."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return None
     ex, ey = grid.edges["x"] * 1000, grid.edges["y"] * 1000
     fig, axes = plt.subplots(3, 2, figsize=(10, 8.0), constrained_layout=True)
@@ -285,9 +281,7 @@ def plot(path: str, grid: bj.Grid, data: dict, maps: dict, rw: dict) -> str | No
     ax.set_ylabel("R_w (Ω·m), 90 % interval")
     ax.set_title("pore-fluid resistivity", fontsize=9)
     ax.legend(fontsize=7)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -313,7 +307,7 @@ def _main(argv: list[str] | None) -> dict:
     lin_error = float(np.max(np.abs(truth_log_f_tangent + M_CEMENT * np.log(data["porosity"]))))
 
     problem = build(grid, data, phi_hat)
-    settings = {"draws": 500, "tune": 500} if args.quick else {}
+    settings = {"draws": 2000, "tune": 1000} if args.quick else {}
     tic = time.perf_counter()
     idata = problem.sample(random_seed=args.seed, progressbar=False, **settings)
     sample_s = time.perf_counter() - tic
@@ -447,14 +441,7 @@ def _main(argv: list[str] | None) -> dict:
         rw[k] = (c, [[c - lo_k], [hi_k - c]])
     png = args.figure or os.path.splitext(args.out)[0] + ".png"
     figures["figure"] = plot(png, grid, data, maps, rw)
-    figures["seconds"] = round(time.perf_counter() - start, 1)
-    finish(figures, checks)
-    post.attrs["figures"] = json.dumps(figures)
-    for group in idata.groups():
-        idata[group].attrs["case_study"] = "materials_porosity"
-    figures["report"] = bj.save(idata, args.out)
-    print(json.dumps(figures))
-    return figures
+    return publish(figures, checks, idata, "materials_porosity", args.out, start)
 
 
 if __name__ == "__main__":

@@ -12,19 +12,26 @@ from __future__ import annotations
 
 import functools
 import inspect
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pymc as pm
+import pytensor
 import pytensor.tensor as pt
 import scipy.sparse as sp
+from pytensor.graph.basic import Apply
+from pytensor.graph.op import Op
 
 from bayesjoint._checks import as_real_array, checked_init
 from bayesjoint._tensor import is_symbolic
 from bayesjoint.coupling.base import Coupling, GaussianFactor
 from bayesjoint.latent import check_name
 from bayesjoint.priors import Prior
+
+#: Largest residual size whose normalizer spectrum is computed (a dense ``n × n`` eigh).
+NORMALIZER_LIMIT = 6000
 
 if TYPE_CHECKING:
     from bayesjoint.latent import LatentVariable
@@ -439,8 +446,26 @@ class Petrophysical(Coupling):
 
     .. math:: \log p_c = \sum_i \big[-\log s_i - \tfrac12 \log 2π - \tfrac12 (r_i / s_i)^2\big]
 
-    as a ``pm.Potential``: the conditional density of ``b`` (or ``ln b``) given ``a``, which
-    with a learned ``s`` is properly normalized in ``s``. Elementwise relations need ``a`` and
+    as a ``pm.Potential``: the conditional density of ``b`` (or ``ln b``) given ``a``. With a
+    fixed ``s`` the product of this factor and the fields' own priors is normalized up to a
+    constant. With a learned scalar ``s = σ`` it is not: its integral over the field priors is
+
+    .. math:: Z(σ) = \int p(a)\,p(b) \prod_i N(r_i; 0, σ^2)\,da\,db = N(0;\, m_r,\, C_r + σ^2 I),
+
+    with ``m_r``, ``C_r`` the prior mean and covariance of ``r``. Smooth priors leave ``r``
+    little variance in some directions, where ``Z`` grows as σ shrinks, so σ would be pulled
+    toward 0. For a linear link (``relation="linear"``, linear space, no
+    log latents) between fields whose priors are Gaussian with fixed hyperparameters, the
+    model therefore also adds ``−log Z(σ)`` as the potential ``<name>_normalizer``, with
+    ``C_r = U diag(λ) Uᵀ`` and ``μ = Uᵀ m_r`` computed once
+    (:meth:`normalizer_spectrum`):
+
+    .. math:: \log Z(σ) = -\tfrac12 \sum_i \big[\log 2π(λ_i + σ^2) + μ_i^2 / (λ_i + σ^2)\big],
+
+    so σ's prior is the one given. Elsewhere (nonlinear relations, learned field
+    hyperparameters) ``Z`` is left out with a warning at build time: σ's posterior is then
+    biased toward small values. ``Z`` is taken over the two fields' own priors: other
+    couplings on the same fields are not included in it. Elementwise relations need ``a`` and
     ``b`` of the same shape (same grid for fields); scalars broadcast. Petrophysical relations
     are empirical, so a soft link with a scatter that matches the rocks (Mavko et al., *The Rock
     Physics Handbook*) is more honest than a hard substitution ``b = g(a)``. With
@@ -636,13 +661,106 @@ class Petrophysical(Coupling):
         return pt.sum(terms)
 
     def build(self, latent: Mapping[str, Any], variables: Mapping[str, LatentVariable]) -> None:
-        """Add the scatter hyperprior (if learned) and the potential."""
-        scatter = (
-            self.scatter.build(f"{self.name}_scatter", (), None)
-            if isinstance(self.scatter, Prior)
-            else self.scatter
-        )
+        """Add the scatter hyperprior (if learned), the potential and the normalizer.
+
+        The normalizer potential ``<name>_normalizer`` (``−log Z(σ)``) comes with a learned
+        scatter on a linear link between Gaussian priors (see the class Notes).
+        """
+        if not isinstance(self.scatter, Prior):
+            pm.Potential(self.name, self.log_density(latent, variables, self.scatter))
+            return
+        scatter = self.scatter.build(f"{self.name}_scatter", (), None)
         pm.Potential(self.name, self.log_density(latent, variables, scatter))
+        self.build_normalizer(scatter, variables)
+
+    def build_normalizer(self, scatter: Any, variables: Mapping[str, LatentVariable]) -> None:
+        """Add ``−log Z(σ)`` as the potential ``<name>_normalizer`` (learned scatter only).
+
+        Adds nothing, with one warning naming the reason, where :meth:`normalizer_spectrum`
+        returns None.
+        """
+        spectrum = self.normalizer_spectrum(variables, warn=True)
+        if spectrum is not None:
+            pm.Potential(f"{self.name}_normalizer", -self.log_normalizer(scatter, spectrum))
+
+    def normalizer_spectrum(
+        self, variables: Mapping[str, LatentVariable], *, warn: bool = False
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Return ``(λ, μ)``: the eigenvalues of ``C_r`` and ``μ = Uᵀ m_r``, or None.
+
+        ``m_r`` and ``C_r = U diag(λ) Uᵀ`` are the mean and covariance of the residual
+        ``r = b − slope·a − intercept`` under the two fields' own Gaussian priors. None where
+        the scatter is fixed (``Z`` is then a constant); None, with a ``UserWarning`` when
+        ``warn``, where the link is not linear in the space it works in, a prior is not Gaussian
+        with fixed hyperparameters, or the residual has more than ``NORMALIZER_LIMIT`` elements.
+
+        Parameters
+        ----------
+        variables : mapping of str to LatentVariable
+            The declarations of the linked variables.
+        warn : bool, default False
+            Warn where a learned scatter gets no normalizer.
+        """
+        if not isinstance(self.scatter, Prior):
+            return None
+        owner = f"coupling {self.name!r}"
+        if not self.is_linear or self.use_log(variables) or self.log_latent:
+            reason = (
+                "its link is not linear in the fields (a nonlinear relation, log space or log "
+                "latents), so the normalizer Z(σ) has no closed form. The factor N(r; 0, σ²) is "
+                "then not normalized over the field priors and σ's posterior is biased toward "
+                "small values; fix the scatter (scatter=<number>) or use relation='linear' with "
+                "log=False"
+            )
+        else:
+            var_a, var_b = variables[self.a[0]], variables[self.b]
+            ga = var_a.prior.gaussian(var_a.shape, var_a.grid)
+            gb = var_b.prior.gaussian(var_b.shape, var_b.grid)
+            if ga is None or gb is None:
+                reason = (
+                    "a linked field's prior is not Gaussian with fixed hyperparameters (e.g. a "
+                    "learned field sd), so Z(σ) depends on them and is left out: σ's posterior "
+                    "is biased toward small values; fix the fields' hyperparameters or the scatter"
+                )
+            elif var_b.size > NORMALIZER_LIMIT:
+                reason = (
+                    f"the residual has {var_b.size} elements, more than NORMALIZER_LIMIT="
+                    f"{NORMALIZER_LIMIT}, so Z(σ) is left out: σ's posterior is biased toward "
+                    "small values; fix the scatter or coarsen the grid"
+                )
+            else:
+                n = var_b.size
+                slope = np.broadcast_to(np.asarray(self._slope, float), var_b.shape).ravel()
+                cols = np.broadcast_to(
+                    np.arange(var_a.size).reshape(var_a.shape), var_b.shape
+                ).ravel()
+                op_a = np.zeros((n, var_a.size))
+                np.add.at(op_a, (np.arange(n), cols), slope)
+                offset = np.broadcast_to(np.asarray(self._intercept, float), var_b.shape).ravel()
+                mean_a, fa = (np.asarray(x, float) for x in ga)
+                mean_b, fb = (np.asarray(x, float) for x in gb)
+                la = op_a @ fa
+                cov = fb @ fb.T + la @ la.T
+                m_r = mean_b - op_a @ mean_a - offset
+                eigenvalues, vectors = np.linalg.eigh(0.5 * (cov + cov.T))
+                return np.clip(eigenvalues, 0.0, None), vectors.T @ m_r
+        if warn:
+            warnings.warn(f"{owner}: learned scatter without a normalizer: {reason}", stacklevel=3)
+        return None
+
+    @staticmethod
+    def log_normalizer(scatter: Any, spectrum: tuple[np.ndarray, np.ndarray]) -> Any:
+        """Return ``log Z(σ) = −½ Σ_i [log 2π(λ_i + σ²) + μ_i² / (λ_i + σ²)]`` (a tensor).
+
+        Parameters
+        ----------
+        scatter : float or pytensor scalar
+            ``σ``, in ``b``'s units.
+        spectrum : tuple of numpy.ndarray
+            ``(λ, μ)`` from :meth:`normalizer_spectrum`.
+        """
+        eigenvalues, projected = spectrum
+        return _LOG_NORMALIZER(scatter, pt.constant(eigenvalues), pt.constant(projected**2))
 
     def gaussian_factor(self, variables: Mapping[str, LatentVariable]) -> GaussianFactor | None:
         """Return ``b − slope·a − intercept ~ N(0, s²)`` for a fixed linear link, else None."""
@@ -669,3 +787,44 @@ class Petrophysical(Coupling):
             f"Petrophysical({list(self.a)!r} -> {self.b!r}, relation={self.relation_name}"
             f"({params}), scatter={scatter!r}, log={self.log})"
         )
+
+
+class _LogNormalizer(Op):
+    """``log Z(σ) = −½ Σ_i [log 2π(λ_i + σ²) + μ_i² / (λ_i + σ²)]`` as one Op of ``(σ, λ, μ²)``.
+
+    One node instead of an elementwise graph over the ``n`` eigenvalues: PyMC's graph rewrites
+    before differentiation then see a scalar function of ``σ`` (on a collapsed model with a
+    large marginal-likelihood graph the elementwise form sent them into minutes of rewriting).
+    The gradient in ``σ`` is ``−σ Σ_i [1/v_i − μ_i²/v_i²]``, ``v_i = λ_i + σ²``; ``λ`` and
+    ``μ²`` are constants of the model.
+    """
+
+    __props__ = ()
+
+    def make_node(self, scatter, eigenvalues, squares):
+        inputs = [
+            pt.as_tensor_variable(x, dtype="float64") for x in (scatter, eigenvalues, squares)
+        ]
+        return Apply(self, inputs, [pt.dscalar()])
+
+    def perform(self, node, inputs, outputs):
+        scatter, eigenvalues, squares = inputs
+        v = eigenvalues + float(scatter) ** 2
+        outputs[0][0] = np.asarray(-0.5 * np.sum(np.log(2.0 * np.pi * v) + squares / v))
+
+    def L_op(self, inputs, outputs, output_grads):
+        scatter, eigenvalues, squares = inputs
+        (grad,) = output_grads
+        v = eigenvalues + scatter**2
+        d_scatter = -scatter * pt.sum(1.0 / v - squares / v**2)
+        return [
+            grad * d_scatter,
+            pytensor.gradient.disconnected_type(),
+            pytensor.gradient.disconnected_type(),
+        ]
+
+    def connection_pattern(self, node):
+        return [[True], [False], [False]]
+
+
+_LOG_NORMALIZER = _LogNormalizer()
