@@ -22,6 +22,14 @@ def _fit_one(problem: Any, sample_kwargs: Mapping[str, Any], item: tuple[str, An
 def _keys(datasets: Any) -> list[tuple[str, Mapping[str, Any]]]:
     if isinstance(datasets, Mapping):
         pairs = [(str(k), v) for k, v in datasets.items()]
+        seen: dict[str, Any] = {}
+        for k in datasets:
+            if str(k) in seen:
+                raise ValueError(
+                    f"sample_many: data set names {seen[str(k)]!r} and {k!r} both give the file "
+                    f"name {str(k)!r}; give names that differ as text"
+                )
+            seen[str(k)] = k
     elif isinstance(datasets, Sequence) and not isinstance(datasets, str | bytes):
         pairs = [(f"{k:06d}", v) for k, v in enumerate(datasets)]
     else:
@@ -88,7 +96,8 @@ def sample_many(
     ------
     TypeError, ValueError
         For data sets that are not mappings of modality names to data, names that cannot name
-        a file, or data that do not fit the problem (checked for every data set before any fit).
+        a file or that give the same file name (``1`` and ``"1"``), or data that do not fit
+        the problem (checked for every data set before any fit).
     """
     from bayesjoint.io import save
 

@@ -21,7 +21,6 @@ import functools
 import hashlib
 import logging
 import os
-import tempfile
 import threading
 import time
 import uuid
@@ -179,20 +178,63 @@ def ecdf_verdict(
     return outside.any(axis=1), band
 
 
+# -- quiet fits: a thread-local switch, no change to the loggers while tasks run -------------
+_QUIET = threading.local()
+
+
+class _QuietFilter(logging.Filter):
+    """Drop the package's records below WARNING in a thread inside :func:`_quiet`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or not getattr(_QUIET, "on", False)
+
+
+_QUIET_FILTER = _QuietFilter()
+
+
+def _install_quiet_filter() -> None:
+    """Attach the filter to the package's loggers (once each; called from the main thread).
+
+    A logger's filters see only the records logged on it, so the logger of every module of
+    the package gets it (``logging.getLogger(__name__)`` later returns the same object), at
+    import: no task changes a logger.
+    """
+    root = os.path.dirname(os.path.abspath(__file__))
+    names = {"bayesjoint"}
+    for folder, _, files in os.walk(root):
+        package = os.path.relpath(folder, os.path.dirname(root)).replace(os.sep, ".")
+        names.update(f"{package}.{f[:-3]}" for f in files if f.endswith(".py"))
+    names.update(
+        name
+        for name, logger in list(logging.Logger.manager.loggerDict.items())
+        if name.startswith("bayesjoint.") and isinstance(logger, logging.Logger)
+    )
+    for name in sorted(names):
+        logger = logging.getLogger(name.removesuffix(".__init__"))
+        if _QUIET_FILTER not in logger.filters:
+            logger.addFilter(_QUIET_FILTER)
+
+
+class _quiet:
+    """Silence the package's INFO lines in this thread only (shared logger state untouched)."""
+
+    def __enter__(self) -> None:
+        self._before = getattr(_QUIET, "on", False)
+        _QUIET.on = True
+
+    def __exit__(self, *exc: Any) -> None:
+        _QUIET.on = self._before
+
+
+_install_quiet_filter()
+
+
 # -- the task runner (dask.distributed) -------------------------------------------------------
 def _atomic_write_netcdf(dataset: xr.Dataset, path: str) -> None:
-    """Write ``dataset`` to ``path`` under a temporary name in the same folder, then rename."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        dataset.to_netcdf(tmp, engine="h5netcdf")
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """Write ``dataset`` to ``path`` atomically (:func:`bayesjoint.io._atomic_write`)."""
+    from bayesjoint.io import _atomic_write
+
+    _atomic_write(path, lambda temporary: dataset.to_netcdf(temporary, engine="h5netcdf"))
 
 
 def _local_client(n_workers: int | None) -> tuple[Any, Any]:
@@ -422,16 +464,22 @@ def _prior_model(model: Any) -> Any:
     return model_from_fgraph(prior, mutate_fgraph=True)
 
 
-def _prior_draws_by_mcmc(
-    simulator: Any, n: int, seed: int, chains: int = 2
-) -> tuple[list[dict[str, np.ndarray]], dict]:
-    """``n`` roughly independent prior draws of a model with potentials (NUTS, thinned by ESS)."""
+#: Simulations per NUTS run on the prior: simulation ``i`` takes its truth from the run of block
+#: ``i // PRIOR_BLOCK`` (seeded by ``[random_seed, block]``), so it depends only on the seed and
+#: ``i``, whatever the number of simulations.
+PRIOR_BLOCK = 50
+
+
+def _prior_block_by_mcmc(
+    prior: Any, names: list[str], block: int, seed: int, chains: int = 2
+) -> tuple[list[dict[str, np.ndarray]], float, int]:
+    """``PRIOR_BLOCK`` roughly independent draws of ``prior`` (NUTS, thinned by ESS), or raise."""
     import arviz as az
     import pymc as pm
 
-    prior = _prior_model(simulator.model)
-    names = [v.name for v in prior.free_RVs]
+    n = PRIOR_BLOCK
     per_chain = max(200, int(np.ceil(n / chains)))
+    run_seed = int(np.random.SeedSequence([seed, block, 7]).generate_state(1)[0] % (2**31 - 1))
     factor = 1
     for _ in range(4):
         draws = per_chain * factor
@@ -441,7 +489,7 @@ def _prior_draws_by_mcmc(
             chains=chains,
             cores=1,
             model=prior,
-            random_seed=seed,
+            random_seed=run_seed,
             progressbar=False,
             compute_convergence_checks=False,
         )
@@ -452,19 +500,218 @@ def _prior_draws_by_mcmc(
         if total // thin >= n:
             break
         factor *= 2
+    if total // thin < n:
+        raise ValueError(
+            f"sbc: the prior has no exact sampler here (a coupling potential that is not Gaussian "
+            f"given the hyperparameters), and NUTS on the prior reached a bulk ESS of only "
+            f"{min_ess:.0f} over {total} draws for a block of {n} simulations: the truths would "
+            "be correlated and the ranks not uniform even for a correct fit. Reparametrize the "
+            "prior (e.g. fix the coupling's scatter) or give the data through simulator= a "
+            "problem whose prior can be sampled"
+        )
     stacked = {
         v: idata.posterior[v].values.reshape(total, *idata.posterior[v].shape[2:]) for v in names
     }
     index = np.linspace(0, total - 1, n).round().astype(int)
-    if total // thin < n:
-        _log.warning(
-            "bayesjoint: prior draws by NUTS have ESS %.0f for %d simulations; ranks may show "
-            "the draws' correlation",
-            min_ess,
-            n,
+    return [{v: stacked[v][i] for v in names} for i in index], min_ess, total
+
+
+def _prior_draws(
+    simulator: Any, indices: Sequence[int], seed: int, sampler: Any
+) -> tuple[dict[int, dict[str, np.ndarray]], dict]:
+    """Prior draws of a model with potentials for the given simulations (exact, else NUTS).
+
+    Each draw depends only on ``(seed, index)``: exact draws are seeded by ``[seed, index]``;
+    NUTS draws come in blocks of :data:`PRIOR_BLOCK` simulations, each block its own run.
+    """
+    if sampler is not None:
+        draws = {int(i): sampler.draw([int(seed), int(i)]) for i in indices}
+        return draws, {"prior_sampler": "exact (Gaussian given the hyperparameters)"}
+    prior = _prior_model(simulator.model)
+    names = [v.name for v in prior.free_RVs]
+    draws, ess = {}, []
+    for block in sorted({int(i) // PRIOR_BLOCK for i in indices}):
+        block_draws, min_ess, _total = _prior_block_by_mcmc(prior, names, block, int(seed))
+        ess.append(min_ess)
+        for i in indices:
+            if int(i) // PRIOR_BLOCK == block:
+                draws[int(i)] = block_draws[int(i) % PRIOR_BLOCK]
+    info = {
+        "prior_sampler": f"NUTS, blocks of {PRIOR_BLOCK} simulations",
+        "prior_min_ess": float(min(ess)),
+    }
+    return draws, info
+
+
+def _exact_prior_sampler(simulator: Any) -> _ExactPrior | None:
+    """Return an exact sampler of ``simulator``'s prior when it is Gaussian given hyperparameters.
+
+    The prior (the model without its data: latent priors, hyperpriors and coupling potentials)
+    is Gaussian in the latent free variables ``x`` given the other free variables ``h`` when its
+    log density ``f(x, h)`` is quadratic in ``x``; checked at random points. None otherwise.
+    """
+    try:
+        return _ExactPrior(simulator)
+    except (_NotGaussian, NotImplementedError, ValueError, TypeError, FloatingPointError):
+        # not quadratic, or a graph without the needed derivatives: NUTS on the prior instead
+        return None
+
+
+class _NotGaussian(Exception):
+    """The prior is not Gaussian in the latent variables given the hyperparameters."""
+
+
+class _ExactPrior:
+    r"""Exact draws of a prior that is Gaussian given a few hyperparameters.
+
+    Notes
+    -----
+    With ``f(x, h) = log p(x | h) + Σ potentials`` (the latent priors and the couplings' log
+    densities, quadratic in ``x``: ``f = f_0(h) + g(h)ᵀx − ½ xᵀQ(h)x``), the prior is
+    ``p(x, h) ∝ p(h) exp f(x, h)``, so
+
+    * ``x | h ~ N(Q⁻¹g, Q⁻¹)``;
+    * ``h`` has the marginal ``p(h) Z(h)`` with
+      ``log Z(h) = f_0 + ½ gᵀQ⁻¹g − ½ log det Q + (n/2) log 2π``.
+
+    ``h`` is drawn by rejection: proposals from the hyperpriors (forward sampling), accepted
+    with probability ``Z(h) / M``, ``M ≥ sup Z``. ``M`` is the largest ``Z`` over 1,000 prior
+    proposals and a local maximization from the best of them, times ``e^0.1``; a proposal above
+    ``M`` during sampling raises (the bound would be wrong, the draws not exact).
+    """
+
+    def __init__(self, simulator: Any, seed: int = 0):
+        import pytensor
+        import pytensor.tensor as pt
+        from pymc.model.transform.conditioning import remove_value_transforms
+        from pymc.pytensorf import compile as compile_pymc
+        from pytensor.graph.replace import graph_replace
+
+        from bayesjoint.inference.exact import latent_free_names
+
+        self.simulator = simulator
+        model = simulator.model
+        internal = set(latent_free_names(simulator.latent))
+        free = list(model.free_RVs)
+        self.latent = [rv.name for rv in free if rv.name in internal]
+        self.hyper = [rv.name for rv in free if rv.name not in internal]
+        if not self.latent:
+            raise _NotGaussian
+        plain = remove_value_transforms(_prior_model(model))
+        value = {rv.name: plain.rvs_to_values[rv] for rv in plain.free_RVs}
+        latent_rvs = [plain[name] for name in self.latent]
+        terms = [*latent_rvs, *plain.potentials]
+        logp = plain.logp(vars=terms, sum=True)
+        if any(s is None for n in self.latent for s in value[n].type.shape):
+            raise _NotGaussian  # shapes known only at run time
+        shapes = [tuple(int(s) for s in value[n].type.shape) for n in self.latent]
+        sizes = [int(np.prod(s, dtype=int)) for s in shapes]
+        self.shapes, self.n = dict(zip(self.latent, shapes, strict=True)), int(sum(sizes))
+        flat = pt.vector("x_flat", shape=(self.n,), dtype="float64")
+        parts, start = {}, 0
+        for name, shape, size in zip(self.latent, shapes, sizes, strict=True):
+            parts[value[name]] = flat[start : start + size].reshape(shape)
+            start += size
+        logp = graph_replace(logp, parts, strict=False)
+        grad = pytensor.gradient.grad(logp, flat)
+        hess = pytensor.gradient.hessian(logp, flat)
+        hyper_inputs = [value[name] for name in self.hyper]
+        self._fn = compile_pymc([*hyper_inputs, flat], [logp, grad, hess], on_unused_input="ignore")
+        rng = np.random.default_rng([int(seed), 0x5BC])
+        self._check_quadratic(rng)
+        self._log_m = self._bound(rng)
+
+    def _terms(self, h: Mapping[str, np.ndarray], x: np.ndarray) -> tuple[float, Any, Any]:
+        f, g, hess = self._fn(*[np.asarray(h[n], dtype=float) for n in self.hyper], x)
+        return float(f), np.asarray(g), np.asarray(hess)
+
+    def _proposal(self, seed: Sequence[int]) -> dict[str, np.ndarray]:
+        draw = _simulate(self.simulator, list(seed), None)
+        return {n: np.asarray(draw[n]) for n in self.hyper}
+
+    def _check_quadratic(self, rng: np.random.Generator) -> None:
+        for k in range(3):
+            h = self._proposal([int(rng.integers(2**31)), k])
+            f0, g0, hess0 = self._terms(h, np.zeros(self.n))
+            x = rng.standard_normal(self.n)
+            f1, _, hess1 = self._terms(h, x)
+            quad = f0 + g0 @ x + 0.5 * x @ hess0 @ x
+            scale = 1.0 + abs(f1) + abs(f0)
+            if (
+                not np.isfinite(f1)
+                or abs(f1 - quad) > 1e-8 * scale
+                or not np.allclose(hess1, hess0, rtol=1e-8, atol=1e-10)
+            ):
+                raise _NotGaussian
+
+    def log_z(self, h: Mapping[str, np.ndarray]) -> tuple[float, np.ndarray, np.ndarray]:
+        """``log Z(h)``, the conditional mean ``Q⁻¹g`` and the Cholesky factor of ``Q``."""
+        from scipy import linalg
+
+        f0, g, hess = self._terms(h, np.zeros(self.n))
+        if not (np.isfinite(f0) and np.all(np.isfinite(g)) and np.all(np.isfinite(hess))):
+            return -np.inf, np.zeros(self.n), np.eye(self.n)  # outside the hyperprior's support
+        try:
+            chol = linalg.cholesky(-hess, lower=True)
+        except linalg.LinAlgError:
+            return -np.inf, np.zeros(self.n), np.eye(self.n)
+        mean = linalg.cho_solve((chol, True), g)
+        log_z = (
+            f0 + 0.5 * g @ mean - np.sum(np.log(np.diag(chol))) + 0.5 * self.n * np.log(2 * np.pi)
         )
-    info = {"prior_sampler": "NUTS", "prior_draws": total, "prior_min_ess": min_ess}
-    return [{v: stacked[v][i] for v in names} for i in index], info
+        return (float(log_z) if np.isfinite(log_z) else -np.inf), mean, chol
+
+    def _bound(self, rng: np.random.Generator) -> float:
+        from scipy import optimize
+
+        proposals = [self._proposal([int(rng.integers(2**31)), 1, k]) for k in range(1000)]
+        values = np.array([self.log_z(h)[0] for h in proposals])
+        best = proposals[int(np.argmax(values))]
+        keys = list(best)
+        shapes = [np.shape(best[k]) for k in keys]
+        sizes = [int(np.prod(s, dtype=int)) for s in shapes]
+
+        def unpack(v: np.ndarray) -> dict[str, np.ndarray]:
+            out, start = {}, 0
+            for k, s, size in zip(keys, shapes, sizes, strict=True):
+                out[k] = v[start : start + size].reshape(s)
+                start += size
+            return out
+
+        top = float(np.max(values))
+        if not keys:  # nothing to draw by rejection: Z is one number
+            return top
+        start = np.concatenate([np.ravel(best[k]) for k in keys]).astype(float)
+        res = optimize.minimize(lambda v: -self.log_z(unpack(v))[0], start, method="Nelder-Mead")
+        if np.isfinite(res.fun):
+            top = max(top, -float(res.fun))
+        return top + 0.1
+
+    def draw(self, seed: Sequence[int]) -> dict[str, np.ndarray]:
+        """One exact prior draw of every free variable, from ``seed`` alone."""
+        from scipy import linalg
+
+        rng = np.random.default_rng([*seed, 3])
+        for attempt in range(100_000):
+            h = self._proposal([*seed, 3, attempt])
+            log_z, mean, chol = self.log_z(h)
+            if log_z > self._log_m:
+                raise RuntimeError(
+                    f"sbc: the rejection bound of the exact prior sampler ({self._log_m:.3f}) is "
+                    f"exceeded ({log_z:.3f}); the prior draws would not be exact"
+                )
+            if np.log(rng.random()) < log_z - self._log_m:
+                break
+        else:  # pragma: no cover - an acceptance rate below 1e-5
+            raise RuntimeError("sbc: the exact prior sampler accepts almost no proposal")
+        x = mean + linalg.solve_triangular(chol.T, rng.standard_normal(self.n), lower=False)
+        out = {k: np.asarray(v) for k, v in h.items()}
+        start = 0
+        for name in self.latent:
+            size = int(np.prod(self.shapes[name], dtype=int))
+            out[name] = x[start : start + size].reshape(self.shapes[name])
+            start += size
+        return out
 
 
 # -- one simulation ------------------------------------------------------------------------------
@@ -570,9 +817,7 @@ def one_simulation(
     data = _modality_data(simulator, truth)
     data = {name: data[name] for name in problem.modalities}
     fitted = problem.with_data(data)
-    level = _log.level
-    _log.setLevel(max(level, logging.WARNING))  # the route is recorded per simulation
-    try:
+    with _quiet():  # the route is recorded per simulation
         idata = fitted.sample(
             draws=settings.draws,
             tune=settings.tune,
@@ -583,8 +828,6 @@ def one_simulation(
             progressbar=False,
             **settings.fit_kwargs,
         )
-    finally:
-        _log.setLevel(level)
     t_fit = time.perf_counter() - t0
     names, _ = ranked_quantities(problem)
     post = idata.posterior
@@ -774,15 +1017,20 @@ def sbc(
     ------
     ValueError
         For non-positive counts, fewer draws than ``n_ranks − 1``, a simulator that lacks a
-        ranked quantity or a modality of the problem, or a store made with other settings.
+        ranked quantity or a modality of the problem, a store made with other settings, or
+        prior draws by NUTS whose ESS falls short of a block's simulations (before any fit).
 
     Notes
     -----
     Simulation ``i``: the latent model and every learned hyperparameter are drawn from the
-    simulator's prior (forward sampling; a model whose couplings add potentials, which forward
-    sampling cannot honour, gets its prior draws from one NUTS run on its prior, thinned to
-    roughly independent draws by ESS); every modality's data from its observed variable given
-    that draw (physics, observation, discrepancy and noise). The data are fitted by
+    simulator's prior, from the seed ``[random_seed, i]`` alone: by forward sampling, or, when
+    couplings add potentials (which forward sampling cannot honour), exactly when the prior is
+    Gaussian in the latent variables given the hyperparameters (``_ExactPrior``: the
+    hyperparameters from their exact marginal by rejection, the latent variables from their
+    Gaussian conditional), else from NUTS on the prior in blocks of ``PRIOR_BLOCK`` (50)
+    simulations (block ``i // PRIOR_BLOCK`` its own run, thinned by ESS; too small an ESS
+    raises before any fit). Every modality's data from its observed variable given that draw
+    (physics, observation, discrepancy and noise). The data are fitted by
     ``problem.with_data(data).sample(...)``; ``L`` draws are taken evenly over the run (spaced by
     at least ``total / ESS`` when the bulk ESS allows, else ``ess_short`` is set). Ranks: every
     latent scalar and learned hyperparameter, and, per likelihood block, the log-likelihood
@@ -836,12 +1084,22 @@ def sbc(
         "quantities": ",".join(quantity),
         "fit_kwargs": repr(sorted(fit_kwargs.items())),
     }
+    sampler = None
+    if simulator.model.potentials:  # forward sampling cannot honour a potential
+        sampler = _exact_prior_sampler(simulator)
+        manifest["prior_draws"] = "exact" if sampler is not None else f"nuts/{PRIOR_BLOCK}"
     store = None if store is None else os.fspath(store)
     done = _read_store(store, manifest) if store is not None else {}
     todo = [i for i in range(simulations) if i not in done]
-    prior_draws, prior_info = None, {}
-    if simulator.model.potentials and todo:
-        prior_draws, prior_info = _prior_draws_by_mcmc(simulator, simulations, int(random_seed))
+    prior_draws, prior_info = None, {"prior_sampler": "forward sampling"}
+    if simulator.model.potentials:
+        prior_info["prior_sampler"] = (
+            "exact (Gaussian given the hyperparameters)"
+            if sampler is not None
+            else f"NUTS, blocks of {PRIOR_BLOCK} simulations"
+        )
+    if simulator.model.potentials and todo:  # before any fit: may refuse (ESS too low)
+        prior_draws, prior_info = _prior_draws(simulator, todo, int(random_seed), sampler)
 
     def keep(index: int, record: dict) -> None:
         done[index] = record

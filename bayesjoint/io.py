@@ -8,7 +8,7 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from typing import Any
 
@@ -198,10 +198,21 @@ def save(idata: az.InferenceData, path: str | os.PathLike) -> str:
         for group in missing:
             for key, value in base.items():
                 idata[group].attrs.setdefault(key, value)
+    return _atomic_write(path, lambda temporary: idata.to_netcdf(temporary, engine=_ENGINE))
+
+
+def _atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> str:
+    """Write a file atomically: ``write(temporary)``, ``fsync``, then rename over ``path``.
+
+    The temporary is a hidden name in the same folder (:func:`_temporary_name`); the remnants of
+    killed writers to ``path`` are removed first; on any failure the temporary is removed and
+    ``path`` keeps its old content; the new file keeps the old one's permissions.
+    """
+    path = os.fspath(path)
     _remove_stale_temporaries(path)
     temporary = _temporary_name(path)
     try:
-        idata.to_netcdf(temporary, engine=_ENGINE)
+        write(temporary)
         with open(temporary, "rb+") as handle:
             os.fsync(handle.fileno())
         _copy_mode(path, temporary)

@@ -77,3 +77,13 @@ def test_sample_many_checks_every_data_set_before_fitting(problem, tmp_path):
         bj.sample_many(problem, 3, client="serial")
     with pytest.raises(ValueError, match="cannot name a file"):
         bj.sample_many(problem, {"a/b": {}}, client="serial")
+
+
+def test_sample_many_refuses_names_that_give_the_same_file(problem, tmp_path):
+    one = _datasets(problem, 1)["site0"]
+    with pytest.raises(ValueError, match=r"names 1 and '1' both give the file name '1'"):
+        bj.sample_many(problem, {1: one, "1": one}, client="serial", store=tmp_path, **KW)
+    assert os.listdir(tmp_path) == []  # refused before anything ran
+    # negative control: names that differ as text are accepted
+    paths = bj.sample_many(problem, {1: one, "2": one}, client="serial", store=tmp_path, **KW)
+    assert sorted(paths) == ["1", "2"]

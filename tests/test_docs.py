@@ -139,3 +139,27 @@ def test_getting_started_notebook_is_committed_clean():
     for step in ("bj.Modality", ".sample(", "bj.diagnose", "information_budget", "bj.report"):
         assert step in source, f"the getting-started notebook lost its {step} step"
     assert "getting_started" in _toctree_entries()
+
+
+def test_every_docs_image_is_listed_with_the_command_that_draws_it():
+    figures = _load("docs_figures", DOCS / "figures.py")
+    assert figures.main(["--check"]) == 0, "run python docs/figures.py --check"
+    assert len(figures.images()) == len(figures.FIGURES) >= 13
+
+
+def test_figures_check_flags_an_unlisted_image_and_a_missing_script(tmp_path):
+    # Negative control for the check above, on a copy of docs/ with one image added.
+    import shutil
+
+    figures = _load("docs_figures", DOCS / "figures.py")
+    shutil.copytree(DOCS, tmp_path / "docs", ignore=shutil.ignore_patterns("_build*"))
+    for script in {spec["command"][0] for spec in figures.FIGURES.values()}:
+        (tmp_path / script).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / script).write_text("", encoding="utf-8")
+    assert figures.check(tmp_path) == []
+    (tmp_path / "docs" / "figures" / "stray.png").write_bytes(PNG_MAGIC)
+    assert figures.check(tmp_path) == [
+        "docs/figures/stray.png: not listed in docs/figures.py (which command draws it?)"
+    ]
+    (tmp_path / "benchmarks" / "sbc.py").unlink()
+    assert sum("benchmarks/sbc.py does not exist" in p for p in figures.check(tmp_path)) == 6

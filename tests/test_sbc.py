@@ -176,3 +176,178 @@ def test_sbc_on_a_local_dask_cluster_equals_the_serial_run(calibrated):
     problem, full = calibrated
     result = sbc(problem, 6, n_workers=1, **{**KW, "client": None})
     np.testing.assert_array_equal(result.dataset["rank"].values, full.dataset["rank"].values[:6])
+
+
+# -- prior draws of models with coupling potentials -------------------------------------------
+def _linked(scatter, *, intercept: float = 3.0, log_latent: tuple = ()) -> bj.JointInversion:
+    """a (4) ~ N(0, 1), b (4) ~ N(0, 1), tied by b ≈ 1.5 a + intercept; both seen directly."""
+    a = bj.Parameter("a", shape=4, prior=bj.priors.Normal(0.0, 1.0))
+    b = bj.Parameter("b", shape=4, prior=bj.priors.Normal(0.0, 1.0))
+    mods = [
+        bj.Modality(
+            f"see_{n}", bj.physics.Linear(np.eye(4), input=n), np.zeros(4), bj.noise.Gaussian(0.3)
+        )
+        for n in ("a", "b")
+    ]
+    link = bj.Petrophysical(
+        "a",
+        "b",
+        "linear",
+        scatter=scatter,
+        parameters={"slope": 1.5, "intercept": intercept},
+        log_latent=log_latent,
+    )
+    return bj.JointInversion([a, b], mods, couplings=[link])
+
+
+def test_exact_prior_draws_of_a_learned_scatter_follow_its_prior():
+    """A learned link scatter's prior marginal is its own prior, HalfNormal(0.5).
+
+    The model divides the link factor by its normalizer Z(s) = Π_i N(3; 0, 1 + 1.5² + s²)
+    (∫∫ N(a)N(b)N(b − 1.5a − 3; 0, s²) da db per element; see
+    ``bj.Petrophysical.log_normalizer``), so the scatter's marginal is HalfNormal(0.5) itself.
+    KS test of 1,500 exact draws against it at p > 0.001 (fails a correct sampler once in
+    1,000), and, as the negative control, the same draws against the marginal of the
+    unnormalized link, HalfNormal(0.5)(s) · Z(s): p < 1e-6.
+    """
+    from scipy import integrate, stats
+
+    from bayesjoint.calibration import _exact_prior_sampler
+
+    sampler = _exact_prior_sampler(_linked(bj.priors.HalfNormal(0.5)))
+    assert sampler is not None
+    draws = [sampler.draw([5, i]) for i in range(1500)]
+    s = np.array([d["petrophysics_b_scatter"] for d in draws])
+
+    def unnormalized(v):
+        return (
+            stats.halfnorm.pdf(v, scale=0.5) * stats.norm.pdf(3.0, 0.0, np.sqrt(3.25 + v**2)) ** 4
+        )
+
+    grid = np.linspace(0.0, 4.0, 40_001)  # HalfNormal(0.5) mass beyond 4: 1e-15
+    cdf_grid = integrate.cumulative_trapezoid(unnormalized(grid), grid, initial=0.0)
+    cdf = lambda v: np.interp(v, grid, cdf_grid / cdf_grid[-1])  # noqa: E731
+    assert stats.kstest(s, stats.halfnorm(scale=0.5).cdf).pvalue > 1e-3
+    assert stats.kstest(s, cdf).pvalue < 1e-6
+    # given s, the link's residual r = b − 1.5a − 3 is the product of N(r; −3, 3.25) (the
+    # independent priors) and N(r; 0, s²): mean −3s²/(3.25 + s²), variance 3.25s²/(3.25 + s²)
+    a, b = np.array([d["a"] for d in draws]), np.array([d["b"] for d in draws])
+    mean, var = -3.0 * s**2 / (3.25 + s**2), 3.25 * s**2 / (3.25 + s**2)
+    z = ((b - 1.5 * a - 3.0 - mean[:, None]) / np.sqrt(var)[:, None]).ravel()
+    assert abs(z.mean()) < 4.0 / np.sqrt(z.size)  # 4 se
+    assert abs(z.std() - 1.0) < 4.0 / np.sqrt(2 * z.size)
+
+
+def test_exact_prior_draws_with_a_fixed_scatter_have_the_closed_form_mean_and_covariance():
+    """Per element the prior precision of (a, b) is [[1 + 1.5²/s², −1.5/s²], [−1.5/s², 1 + 1/s²]].
+
+    The link N(b − 1.5a − 3; 0, s²) adds the linear term (−4.5/s², 3/s²) (brute-force algebra);
+    4,000 draws, each mean and covariance within 4 standard errors.
+    """
+    from bayesjoint.calibration import _exact_prior_sampler
+
+    s = 0.5
+    sampler = _exact_prior_sampler(_linked(s))
+    draws = [sampler.draw([6, i]) for i in range(4000)]
+    ab = np.stack([[d["a"][0], d["b"][0]] for d in draws])
+    precision = np.array([[1 + 2.25 / s**2, -1.5 / s**2], [-1.5 / s**2, 1 + 1 / s**2]])
+    cov = np.linalg.inv(precision)
+    mean = cov @ np.array([-1.5 * 3.0 / s**2, 3.0 / s**2])
+    se = np.sqrt(np.diag(cov) / len(ab))
+    np.testing.assert_array_less(np.abs(ab.mean(axis=0) - mean), 4 * se)
+    sample_cov = np.cov(ab.T)
+    se_cov = np.sqrt((cov**2 + np.outer(np.diag(cov), np.diag(cov))) / len(ab))
+    np.testing.assert_array_less(np.abs(sample_cov - cov), 4 * se_cov)
+
+
+def test_a_non_gaussian_coupled_prior_has_no_exact_sampler():
+    from bayesjoint.calibration import _exact_prior_sampler
+
+    # a stores ln a: b ≈ 1.5 exp(a) + 3 is not Gaussian in a
+    assert _exact_prior_sampler(_linked(0.5, log_latent=("a",))) is None
+
+
+def test_sbc_simulation_i_depends_only_on_seed_and_i_with_coupled_priors():
+    """Sims 0..49 of a 100-simulation run equal a 50-simulation run (exact prior draws)."""
+    problem = _linked(0.5)  # exact route; the potential needs the prior sampler
+    kw = dict(client="serial", draws=10, chains=1, n_ranks=10, random_seed=3)
+    long = sbc(problem, 100, **kw)
+    short = sbc(problem, 50, **kw)
+    assert long.dataset.attrs["prior_sampler"].startswith("exact")
+    np.testing.assert_array_equal(long.dataset["rank"].values[:50], short.dataset["rank"].values)
+    # negative control: another seed gives other ranks
+    other = sbc(problem, 50, **{**kw, "random_seed": 4})
+    assert not np.array_equal(other.dataset["rank"].values, short.dataset["rank"].values)
+
+
+@pytest.mark.slow
+def test_prior_draws_by_nuts_come_in_blocks_that_do_not_depend_on_the_count():
+    from bayesjoint.calibration import PRIOR_BLOCK, _prior_draws
+
+    simulator = _linked(0.5, log_latent=("a",))
+    short, info = _prior_draws(simulator, range(PRIOR_BLOCK), 3, None)
+    long, _ = _prior_draws(simulator, range(2 * PRIOR_BLOCK), 3, None)
+    assert info["prior_sampler"].startswith("NUTS")
+    for i in range(PRIOR_BLOCK):
+        np.testing.assert_array_equal(short[i]["b"], long[i]["b"])
+    # negative control: the second block is another run
+    assert not np.array_equal(long[PRIOR_BLOCK]["b"], long[0]["b"])
+
+
+def test_sbc_refuses_before_fitting_when_prior_draws_by_nuts_are_too_correlated(
+    tmp_path, monkeypatch
+):
+    import arviz as az
+
+    def tiny_ess(data, *args, **kwargs):  # as if the prior run had a bulk ESS of 3
+        return data.map(lambda v: xr.full_like(v.isel(chain=0, draw=0), 3.0))
+
+    monkeypatch.setattr(az, "ess", tiny_ess)
+    simulator = _linked(0.5, log_latent=("a",))
+    with pytest.raises(ValueError, match="bulk ESS of only 3"):
+        sbc(simulator, 5, store=tmp_path, client="serial", draws=10, chains=1, n_ranks=10)
+    assert not [n for n in os.listdir(tmp_path) if n.startswith("sim_")]  # nothing was fitted
+
+
+def test_quiet_fits_silence_only_their_own_thread_and_leave_the_loggers_alone():
+    import logging
+    import threading
+
+    from bayesjoint.calibration import _quiet
+
+    logger = logging.getLogger("bayesjoint.inference.routes")
+    package = logging.getLogger("bayesjoint")
+    seen = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append((threading.current_thread().name, record.getMessage()))
+
+    handler = Keep(level=logging.INFO)
+    package.addHandler(handler)
+    old_level = package.level
+    package.setLevel(logging.INFO)
+    state = (package.level, list(package.filters), logger.level, list(logger.filters))
+    inside, go = threading.Event(), threading.Event()
+
+    def quiet_worker():
+        with _quiet():
+            inside.set()
+            go.wait(5)
+            logger.info("quiet info")
+            logger.warning("quiet warning")
+
+    try:
+        worker = threading.Thread(target=quiet_worker, name="quiet")
+        worker.start()
+        inside.wait(5)
+        logger.info("loud info")  # while the other thread is inside _quiet
+        go.set()
+        worker.join(5)
+        assert (package.level, package.filters, logger.level, logger.filters) == state
+    finally:
+        package.removeHandler(handler)
+        package.setLevel(old_level)
+    assert ("MainThread", "loud info") in seen
+    assert ("quiet", "quiet warning") in seen
+    assert ("quiet", "quiet info") not in seen  # negative control: the filter does act
