@@ -3,10 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 import bayesjoint as bj
+
+
+def pyplot() -> Any:
+    """Return ``matplotlib.pyplot`` on the Agg backend, or None when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
+
+
+def save(fig: Any, path: str) -> str:
+    """Write ``fig`` to the PNG ``path`` (110 dpi), close it and return ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def plot_sections(
@@ -21,12 +43,8 @@ def plot_sections(
     ``outlines`` are boxes ``(x0, x1, z0, z1)`` drawn on every panel; ``length_unit`` labels the
     axes. Returns the path, or None when matplotlib is not installed.
     """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return None
     limits: dict[str, tuple[float, float]] = {}
     for values, key in panels.values():
@@ -50,6 +68,4 @@ def plot_sections(
         ax.set_xlabel(f"x ({length_unit})")
     for ax in axes[:, 0]:
         ax.set_ylabel(f"z ({length_unit})")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)

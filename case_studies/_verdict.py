@@ -4,11 +4,14 @@ Every case study ends its figures with ``"checks"`` (name → bool) and ``"passe
 true). One of the checks is always that :func:`bayesjoint.diagnose` passes on convergence
 (:func:`convergence`); the others are the study's own validation (draws against an exact
 posterior or quadrature, the claim the study makes). ``python case_studies/NAME.py`` and
-``bayesjoint run NAME`` exit non-zero when ``passed`` is false.
+``bayesjoint run NAME`` exit with status 3 when ``passed`` is false (1 is left to errors, 2 to
+usage errors, as the ``bayesjoint`` command does).
 """
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -67,6 +70,56 @@ def finish(figures: dict[str, Any], checks: Mapping[str, bool]) -> dict[str, Any
     return figures
 
 
+#: Exit status of a script whose checks failed: that of ``bayesjoint run`` (``cli.EXIT_CHECK``).
+EXIT_CHECK = 3
+
+
 def exit_status(figures: Mapping[str, Any]) -> int:
-    """Return the script's exit status: 1 when ``figures["passed"]`` is false, else 0."""
-    return 1 if figures.get("passed") is False else 0
+    """Return the script's exit status: 3 when ``figures["passed"]`` is false, else 0."""
+    return EXIT_CHECK if figures.get("passed") is False else 0
+
+
+def publish(
+    figures: dict[str, Any],
+    checks: Mapping[str, bool],
+    idata: Any,
+    case_study: str,
+    out: str,
+    start: float,
+) -> dict[str, Any]:
+    """End a case study: time it, add its checks, save its report, print its JSON line.
+
+    In this order: ``figures["seconds"]`` (``time.perf_counter() - start``, s, rounded to 0.1),
+    the checks and ``"passed"`` (:func:`finish`); the figures as JSON in the posterior attribute
+    ``"figures"`` and ``case_study`` as an attribute of every group of ``idata``; the netCDF
+    report written to ``out`` (:func:`bayesjoint.save`, its path in ``figures["report"]``); and
+    the figures printed as one JSON line, the script's last line of output.
+
+    Parameters
+    ----------
+    figures : dict
+        The study's figures (changed in place).
+    checks : mapping of str to bool
+        The study's named checks.
+    idata : arviz.InferenceData
+        The run whose report is saved.
+    case_study : str
+        The study's name.
+    out : str
+        Path of the netCDF report.
+    start : float
+        ``time.perf_counter()`` at the start of the study.
+
+    Returns
+    -------
+    dict
+        ``figures``.
+    """
+    figures["seconds"] = round(time.perf_counter() - start, 1)
+    finish(figures, checks)
+    idata.posterior.attrs["figures"] = json.dumps(figures)
+    for group in idata.groups():
+        idata[group].attrs["case_study"] = case_study
+    figures["report"] = bj.save(idata, out)
+    print(json.dumps(figures))
+    return figures

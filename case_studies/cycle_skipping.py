@@ -22,10 +22,11 @@ posterior of the arrival time is a row of narrow valleys spaced by T. The study 
 Writes a netCDF report (the weighted multi-start run, figures in the posterior attributes) and
 ends with one JSON line of its figures ("mass near truth": posterior mass within T/2 of the true
 arrival time). Its ``checks`` (named booleans) and ``passed`` are the study's self-checks; the
-script exits 1 when one fails. Convergence is checked with ``bj.diagnose`` on the runs meant to
-be MCMC answers: each mode of the weighted multi-start run separately (its chains explore one
-valley each, so R-hat across modes is meaningless by design) and the joint run started from the
-picks. SMC is judged by its valley masses against quadrature, not by chain diagnostics.
+script exits with status 3 when one fails. Convergence is checked with ``bj.diagnose`` on the
+runs meant to be MCMC answers: each mode of the weighted multi-start run separately (its chains
+explore one valley each, so R-hat across modes is meaningless by design) and the joint run
+started from the picks. SMC is judged by its valley masses against quadrature, not by chain
+diagnostics.
 
     python case_studies/cycle_skipping.py [--quick] [--out FILE.nc] [--seed N]
 """

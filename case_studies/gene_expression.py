@@ -59,7 +59,6 @@ ends with one JSON line of its figures. Time in hours.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -68,7 +67,8 @@ from typing import Any
 import arviz as az
 import numpy as np
 import pytensor.tensor as pt
-from bayesjoint_case_studies._verdict import convergence, exit_status, finish
+from bayesjoint_case_studies._plotting import pyplot, save
+from bayesjoint_case_studies._verdict import convergence, exit_status, publish
 
 import bayesjoint as bj
 from bayesjoint.inference.checkpoint import add_checkpoint_arguments, use_checkpoint_folder
@@ -210,12 +210,8 @@ def run_figures(idata: az.InferenceData, seconds: float) -> dict[str, Any]:
 
 def plot(path: str, runs: dict[str, az.InferenceData], data: dict, replicates: int) -> str | None:
     """Pair plot of the log rates (three posteriors, truth) with the joint fit of both assays."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return None
     colours = {"protein_only": "tab:red", "mrna_only": "tab:blue", "joint": "k"}
     labels = {"protein_only": "protein alone", "mrna_only": "mRNA alone", "joint": "joint"}
@@ -296,9 +292,7 @@ def plot(path: str, runs: dict[str, az.InferenceData], data: dict, replicates: i
     legend_ax = fig.add_subplot(grid[2, 3])
     legend_ax.axis("off")
     legend_ax.legend(handles=handles, loc="center", fontsize=9, frameon=False)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -310,7 +304,7 @@ def main(argv: list[str] | None = None) -> dict:
     add_checkpoint_arguments(parser)
     args = parser.parse_args(argv)
     use_checkpoint_folder(args.checkpoint, resume=args.resume)
-    start = time.time()
+    start = time.perf_counter()
     rng = np.random.default_rng(args.seed)
     replicates = 1 if args.quick else 3
     data = simulate(replicates, rng)
@@ -367,15 +361,7 @@ def main(argv: list[str] | None = None) -> dict:
         **{f"{name}_diagnose_convergence": by_run[name]["sampler"]["passed"] for name in runs},
     }
     figures["figure"] = plot(os.path.splitext(args.out)[0] + ".png", runs, data, replicates)
-    figures["seconds"] = round(time.time() - start, 1)
-    finish(figures, checks)
-    report = runs["joint"]
-    report.posterior.attrs["figures"] = json.dumps(figures)
-    for group in report.groups():
-        report[group].attrs["case_study"] = "gene_expression"
-    figures["report"] = bj.save(report, args.out)
-    print(json.dumps(figures))
-    return figures
+    return publish(figures, checks, runs["joint"], "gene_expression", args.out, start)
 
 
 if __name__ == "__main__":

@@ -37,8 +37,8 @@ evaluations per draw.
 
 The figures end with ``checks`` (named booleans: both runs pass ``bj.diagnose`` on convergence,
 the sampled separate run matches its exact posterior, the coupling aligns the structure without
-degrading the recovery or inventing a magnetic body) and ``passed``; the script exits 1 when a
-check fails.
+degrading the recovery or inventing a magnetic body) and ``passed``; the script exits with
+status 3 when a check fails.
 
     python case_studies/gravity_magnetics.py [--quick] [--out FILE.nc] [--seed N]
 

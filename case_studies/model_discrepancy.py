@@ -31,7 +31,7 @@ of replicate 0 with informative priors is saved as a netCDF report (figures in t
 attributes); the script ends with one JSON line of its figures, whose ``checks`` (named
 booleans: every sampled run passes ``bj.diagnose`` on convergence, the coverage claims hold
 within their binomial tolerances, the sampled intervals overlap the exact ones) and ``passed``
-are its self-checks; it exits 1 when one fails.
+are its self-checks; it exits with status 3 when one fails.
 
     python case_studies/model_discrepancy.py [--quick] [--out FILE.nc] [--seed N]
 

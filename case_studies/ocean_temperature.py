@@ -46,7 +46,6 @@ Units: distance in km, depth (``z``, positive up) in m, temperature in °C.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -54,8 +53,9 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from bayesjoint_case_studies._plotting import pyplot, save
 from bayesjoint_case_studies._runtime import one_blas_thread
-from bayesjoint_case_studies._verdict import convergence, exit_status, finish
+from bayesjoint_case_studies._verdict import convergence, exit_status, publish
 from scipy import stats
 
 import bayesjoint as bj
@@ -252,12 +252,8 @@ def budget_figures(problem: bj.JointInversion, grid: bj.Grid) -> dict[str, Any]:
 
 def plot(path: str, grid: bj.Grid, data: dict, maps: dict, surface: dict) -> str | None:
     """Truth, joint mean, sd maps and the surface line of replicate 0."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return None
     ex, ez = grid.edges["x"], grid.edges["z"]
     fig, axes = plt.subplots(3, 2, figsize=(10, 8.6), constrained_layout=True)
@@ -305,9 +301,7 @@ def plot(path: str, grid: bj.Grid, data: dict, maps: dict, surface: dict) -> str
     ax.set_ylabel("°C")
     ax.set_title("the skin effect, taken up by the discrepancy", fontsize=9)
     ax.legend(fontsize=7)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -391,14 +385,7 @@ def _main(argv: list[str] | None) -> dict:
         ),
     }
     figures["figure"] = plot(png, grid, data, maps, surface)
-    figures["seconds"] = round(time.perf_counter() - start, 1)
-    finish(figures, checks)
-    idata.posterior.attrs["figures"] = json.dumps(figures)
-    for group in idata.groups():
-        idata[group].attrs["case_study"] = "ocean_temperature"
-    figures["report"] = bj.save(idata, args.out)
-    print(json.dumps(figures))
-    return figures
+    return publish(figures, checks, idata, "ocean_temperature", args.out, start)
 
 
 if __name__ == "__main__":

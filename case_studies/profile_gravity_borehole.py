@@ -4,7 +4,7 @@ Runs the joint inversion and each single-instrument inversion, checks NUTS again
 posterior, and reports what each instrument contributes: information gains (nats), RMSE of the
 posterior mean against the synthetic truth, and the coverage of the truth by 90 % credible
 intervals. Writes a netCDF report of the joint run and ends with one JSON line of its figures,
-whose ``checks`` and ``passed`` are its self-checks (the script exits 1 when one fails).
+whose ``checks`` and ``passed`` are its self-checks (the script exits with status 3 when one fails).
 
 The joint run is sampled with NUTS (``bayesjoint.demo.run``), not with the exact route that
 ``sample()`` would choose for this linear-Gaussian problem: checking a sampler against the

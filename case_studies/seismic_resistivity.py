@@ -37,7 +37,7 @@ is reported beside it as a check on the draws.
 
 The figures end with ``checks`` (named booleans: the run passes ``bj.diagnose`` on convergence,
 agrees with the linearized exact posterior, and the link shrinks the sd and the error of ln ρ)
-and ``passed``; the script exits 1 when a check fails.
+and ``passed``; the script exits with status 3 when a check fails.
 
     python case_studies/seismic_resistivity.py [--quick] [--out FILE.nc] [--seed N]
 

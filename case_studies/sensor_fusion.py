@@ -42,7 +42,6 @@ Units: °C and minutes.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -50,8 +49,9 @@ from typing import Any
 
 import arviz as az
 import numpy as np
+from bayesjoint_case_studies._plotting import pyplot, save
 from bayesjoint_case_studies._runtime import one_blas_thread
-from bayesjoint_case_studies._verdict import convergence, exit_status, finish
+from bayesjoint_case_studies._verdict import convergence, exit_status, publish
 from scipy import stats
 
 import bayesjoint as bj
@@ -251,12 +251,8 @@ def drift_posterior(data: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray
 
 def plot(path: str, data: dict, posts: dict, coverage: dict, budgets: dict) -> str | None:
     """Readings and estimates of replicate 0, drift, intervals over replicates, the budget."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return None
     fig, axes = plt.subplots(2, 2, figsize=(10, 6.4), constrained_layout=True)
     ax = axes[0, 0]
@@ -319,9 +315,7 @@ def plot(path: str, data: dict, posts: dict, coverage: dict, budgets: dict) -> s
     ax.set_ylabel("information gain alone (nats)")
     ax.set_title("information budget: what each instrument tells", fontsize=9)
     ax.legend(fontsize=7)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -410,15 +404,7 @@ def _main(argv: list[str] | None) -> dict:
     }
     png = args.figure or os.path.splitext(args.out)[0] + ".png"
     figures["figure"] = plot(png, data, posts, coverage, budgets)
-    figures["seconds"] = round(time.perf_counter() - start, 1)
-    finish(figures, checks)
-    report = idatas["with_drift"]
-    report.posterior.attrs["figures"] = json.dumps(figures)
-    for group in report.groups():
-        report[group].attrs["case_study"] = "sensor_fusion"
-    figures["report"] = bj.save(report, args.out)
-    print(json.dumps(figures))
-    return figures
+    return publish(figures, checks, idatas["with_drift"], "sensor_fusion", args.out, start)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
+from scipy.stats import multivariate_normal
 
 import bayesjoint as bj
 
@@ -91,14 +92,81 @@ def test_medical_imaging_dice_and_link_line():
     assert module.link_line() == pytest.approx((slope, intercept), rel=1e-10)
 
 
+def test_medical_imaging_normalized_evidence_equals_the_dense_gaussian_evidence():
+    # log p(d | σ) of the link-only problem, the link normalized as a prior (collapsed
+    # marginal likelihood minus log Z(σ)), against brute-force dense Gaussian algebra on a 4 × 4
+    # image: the joint prior of (μ, s) given σ is N(m, P⁻¹) with P = blockdiag(C_μ, C_s)⁻¹ +
+    # DᵀD/σ², D = [−slope·I, I]; the data are N(G m, G P⁻¹ Gᵀ + R). Agreement to 1e-8 (rounding).
+    module = _load("medical_imaging")
+    grid = module.make_grid(False, 4)
+    rng = np.random.default_rng(0)
+    problems = module.build(grid, module.phantom(grid, rng), True, rng)
+    collapsed = module.CollapsedProblem(problems["link_scatter"])
+    spectrum = module.link_normalizer(grid)
+    slope, intercept = module.link_line()
+    priors = module.field_priors()
+    m_mu, l_mu = priors["attenuation"].gaussian(grid.shape, grid)
+    m_s, l_s = priors["slowness"].gaussian(grid.shape, grid)
+    n = m_mu.size
+    g_x = np.asarray(problems["operators"]["xray"].matrix.toarray())
+    g_u = np.asarray(problems["operators"]["ultrasound"].matrix.toarray())
+    g = np.block([[g_x, np.zeros((len(g_x), n))], [np.zeros((len(g_u), n)), g_u]])
+    d = np.concatenate([problems["data"]["xray"], problems["data"]["ultrasound"]])
+    noise = np.concatenate(
+        [np.full(len(g_x), module.XRAY_NOISE**2), np.full(len(g_u), module.US_NOISE**2)]
+    )
+    p0 = np.linalg.inv(np.block([[l_mu @ l_mu.T, 0 * np.eye(n)], [0 * np.eye(n), l_s @ l_s.T]]))
+    link = np.hstack([-slope * np.eye(n), np.eye(n)])
+    brute, raw = [], []
+    for scatter in (0.005, 0.03, 0.1):
+        precision = p0 + link.T @ link / scatter**2
+        mean = np.linalg.solve(
+            precision,
+            p0 @ np.concatenate([m_mu, m_s]) + link.T @ np.full(n, intercept) / scatter**2,
+        )
+        cov = g @ np.linalg.solve(precision, g.T) + np.diag(noise)
+        brute.append(multivariate_normal(g @ mean, cov).logpdf(d))
+        assert module.log_evidence(collapsed, spectrum, scatter) == pytest.approx(
+            brute[-1], abs=1e-8
+        )
+        raw.append(collapsed.log_marginal_likelihood({next(iter(collapsed.theta)): scatter}))
+    # Negative control: without the normalizer the evidence is off by log Z(σ), which depends
+    # on σ (the collapse toward small σ that the normalizer removes).
+    gaps = np.array(raw) - np.array(brute)
+    assert np.ptp(gaps) > 1.0
+
+
+def test_medical_imaging_coverage_band_from_effective_pixels():
+    # tr(R)²/tr(R²) is n for independent pixels and 1 for perfectly correlated ones (closed
+    # forms), and the band is 0.9 ± 3 binomial SE.
+    module = _load("medical_imaging")
+    grid = module.make_grid(True)
+    n_eff = module.effective_pixels(grid)
+    assert 1.0 < n_eff < 144.0
+    # the 12 × 12 and 32 × 32 images hold about the same number of correlation areas
+    assert module.effective_pixels(module.make_grid(False)) == pytest.approx(n_eff, rel=0.05)
+    lo, hi = module.coverage_band(n_eff)
+    assert lo == pytest.approx(0.9 - 3.0 * np.sqrt(0.09 / n_eff), rel=1e-12)
+    assert hi == 1.0
+    # Negative control: intervals of half the right width (±0.82 sd) cover about 59 % of
+    # standard-normal truths, below the band's lower end.
+    truth = np.random.default_rng(3).standard_normal(400)
+    coverage = np.mean(np.abs(truth) <= 0.5 * 1.645)
+    assert not lo <= coverage <= hi
+
+
 def test_medical_imaging_quick_passes_its_checks(tmp_path, capsys):
     _, figures = _run_quick("medical_imaging", tmp_path, capsys, "2")
     assert figures["passed"] is True and all(figures["checks"].values()), figures["checks"]
     assert figures["xray_only"]["route"] == figures["ultrasound_only"]["route"] == "exact"
     assert figures["joint"]["sampler"]["route"] == "nuts"
-    # The quadrature of the link scatter's posterior: its interval holds its median.
+    # The quadrature of the link scatter's posterior: its interval holds its median and the
+    # true scatter, and the joint run used that median.
     scatter = figures["link_scatter"]
     assert scatter["interval90"][0] < scatter["median"] < scatter["interval90"][1]
+    assert scatter["interval90"][0] <= scatter["true"] <= scatter["interval90"][1]
+    band = figures["coverage_band"]
+    assert band["pixels"] == 144 and band["band"][0] < 0.9 < band["band"][1]
     joint = figures["joint"]
     for name, alone in (("attenuation", "xray_only"), ("slowness", "ultrasound_only")):
         assert joint[name]["gradient_correlation"] > figures[alone][name]["gradient_correlation"]

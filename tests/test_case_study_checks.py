@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import time
 import types
 
 import arviz as az
 import numpy as np
+from bayesjoint_case_studies import _plotting
 from bayesjoint_case_studies import _verdict as _checks
 
+import bayesjoint as bj
 from bayesjoint import cli
 
 
@@ -49,7 +53,7 @@ def test_finish_and_exit_status():
     assert figures == {"checks": {"a": True, "b": True}, "passed": True}
     assert _checks.exit_status(figures) == 0
     failed = _checks.finish({}, {"a": True, "b": False})
-    assert failed["passed"] is False and _checks.exit_status(failed) == 1
+    assert failed["passed"] is False and _checks.exit_status(failed) == 3
 
 
 def _fake_case_study(monkeypatch, passed: bool) -> None:
@@ -69,3 +73,32 @@ def test_run_exits_zero_when_a_case_study_passes_its_checks(monkeypatch, capsys)
     _fake_case_study(monkeypatch, passed=True)
     assert cli.main(["run", "fake", "--quick", "--no-progress"]) == cli.EXIT_OK
     assert capsys.readouterr().err == ""
+
+
+def test_publish_times_saves_and_prints_the_figures(tmp_path, capsys):
+    # The shared tail of the case studies: seconds, checks, "passed", the report written with
+    # the figures and the study's name in its attributes, and the figures as the last line.
+    idata = _draws(0.0)
+    start = time.perf_counter() - 2.0
+    figures = _checks.publish(
+        {"rmse": 0.5}, {"ok": True, "bad": False}, idata, "fake", str(tmp_path / "r.nc"), start
+    )
+    assert list(figures) == ["rmse", "seconds", "checks", "passed", "report"]
+    assert figures["seconds"] >= 2.0 and figures["passed"] is False
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == figures
+    report = bj.load(figures["report"])
+    assert report.posterior.attrs["case_study"] == "fake"
+    stored = json.loads(report.posterior.attrs["figures"])
+    assert stored == {k: v for k, v in figures.items() if k != "report"}
+
+
+def test_plotting_save_writes_a_png_and_closes_the_figure(tmp_path):
+    plt = _plotting.pyplot()
+    if plt is None:  # matplotlib is optional: the helpers then draw nothing
+        assert _plotting.plot_sections(str(tmp_path / "x.png"), None, {}) is None
+        return
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    path = _plotting.save(fig, str(tmp_path / "line.png"))
+    assert (tmp_path / "line.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert path.endswith("line.png") and not plt.fignum_exists(fig.number)
