@@ -190,6 +190,9 @@ def test_laplace_approximation_of_a_linear_gaussian_problem_is_its_exact_posteri
         laplace.mode, exact["mean"].values, atol=1e-6 * float(exact["sd"].min())
     )
     np.testing.assert_allclose(laplace.covariance, exact["cov"].values, atol=1e-6 * scale)
+    # its square root (draws x̂ + F ε) factors the exact covariance too
+    factor = laplace.factor
+    np.testing.assert_allclose(factor @ factor.T, exact["cov"].values, atol=1e-6 * scale)
 
 
 def test_preconditioned_nuts_matches_quadrature_on_a_nonlinear_problem():
@@ -491,3 +494,14 @@ def test_find_map_refuses_an_unknown_keyword_with_the_closest_name_before_compil
         problem.find_map(methd="L-BFGS-B")
     with pytest.raises(TypeError, match="find_map"):
         problem.find_map(random_seed=1.5)
+
+
+def test_adapt_mass_is_refused_on_a_route_without_a_laplace_mass_matrix(problem):
+    # adapt_mass only means something on the nuts route: elsewhere it would be ignored or fail
+    # inside PyMC after the model is built
+    with pytest.raises(ValueError, match=r"adapt_mass.*'exact' route.*method='nuts'"):
+        choose_route(problem, "auto", {"adapt_mass": True})  # linear-Gaussian: exact
+    with pytest.raises(ValueError, match=r"adapt_mass.*'nuts-plain' route"):
+        choose_route(_growth_problem(), "nuts-plain", {"adapt_mass": True})
+    # negative control: the nuts route takes it
+    assert choose_route(_growth_problem(), "auto", {"adapt_mass": True})[0] == "nuts"

@@ -673,13 +673,15 @@ class Petrophysical(Coupling):
         pm.Potential(self.name, self.log_density(latent, variables, scatter))
         self.build_normalizer(scatter, variables)
 
-    def build_normalizer(self, scatter: Any, variables: Mapping[str, LatentVariable]) -> None:
+    def build_normalizer(
+        self, scatter: Any, variables: Mapping[str, LatentVariable], *, warn: bool = True
+    ) -> None:
         """Add ``−log Z(σ)`` as the potential ``<name>_normalizer`` (learned scatter only).
 
         Adds nothing, with one warning naming the reason, where :meth:`normalizer_spectrum`
         returns None.
         """
-        spectrum = self.normalizer_spectrum(variables, warn=True)
+        spectrum = self.normalizer_spectrum(variables, warn=warn)
         if spectrum is not None:
             pm.Potential(f"{self.name}_normalizer", -self.log_normalizer(scatter, spectrum))
 

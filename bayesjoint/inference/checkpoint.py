@@ -690,7 +690,8 @@ def _restart_options(
     """How chains ``ids`` restart: sampler options, tuning draws (discarded), a description.
 
     ``nuts``: the mass matrix is the Laplace covariance, recomputed deterministically, and the
-    stored step size (the smallest of the chains' last ones) is used as it is: no tuning.
+    stored step size (the smallest of the chains' last ones) is used as it is: no tuning
+    (with ``adapt_mass=True`` the adapted scales are not stored, so the chains re-tune).
     ``nuts-plain`` and ``collapsed``: the mass matrix PyMC adapted is not handed out by its
     workers, so a fixed diagonal one is estimated from the kept draws (their variance in the
     sampler's coordinates, which PyMC's adaptation estimates too); the step size starts at the
@@ -705,6 +706,11 @@ def _restart_options(
     options: dict[str, Any] = {}
     step = _stored_step_size(stored, counts, ids)
     n = _sampled_size(model)
+    if route == "nuts" and kwargs.get("adapt_mass"):
+        # the stored step size was tuned for adapted scales that are not stored (the Laplace
+        # mass restarts unadapted): the chains re-tune both
+        short = min(tune, RESUME_TUNE)
+        return options, short, f"the Laplace mass matrix re-adapted for {short} draws (discarded)"
     if step is not None and route == "nuts":
         options["step_scale"] = step * n**0.25
         return options, 0, f"the stored step size {step:.4g} and the Laplace mass matrix, no tuning"

@@ -1050,7 +1050,8 @@ class CollapsedProblem:
             theta = self.build_theta()
             pm.Potential("log_marginal_likelihood", self.log_marginal_likelihood_graph(theta))
             for name, key in self._plan.scatter.items():
-                self._couplings[name].build_normalizer(theta[key], self._latent)
+                # the full model's build has warned already where no normalizer applies
+                self._couplings[name].build_normalizer(theta[key], self._latent, warn=False)
         return model
 
     # -- conditional draws --------------------------------------------------------------------

@@ -142,12 +142,15 @@ class _DieWithParent:
 _STARTED_BY: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _RECORDING = {"count": 0, "start": None}
 _RECORDING_LOCK = threading.Lock()
+#: ``BaseProcess.start`` as multiprocessing defines it (the patch always calls this one, so a
+#: thread that starts a process while the last context exits never finds it missing).
+_ORIGINAL_START = multiprocessing.process.BaseProcess.start
 
 
 def _recording_start(self: Any) -> None:
     """``BaseProcess.start`` that notes which thread started the process."""
     _STARTED_BY[self] = threading.get_ident()
-    _RECORDING["start"](self)
+    _ORIGINAL_START(self)
 
 
 def _record_starts(on: bool) -> None:
@@ -196,14 +199,24 @@ class StopSignals:
         self._thread = threading.get_ident()
         _record_starts(True)
         self._recording = True
-        if sys.platform.startswith("linux"):
-            # registered while this context holds the hook (a weak registry): forks made
-            # elsewhere, after the context, are left alone
-            self._die_with_parent = _DieWithParent()
-            multiprocessing.util.register_after_fork(self._die_with_parent, _DieWithParent.__call__)
-        if threading.current_thread() is threading.main_thread():
-            for sig in STOP_SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handle)
+        try:
+            if sys.platform.startswith("linux"):
+                # registered while this context holds the hook (a weak registry): forks made
+                # elsewhere, after the context, are left alone
+                self._die_with_parent = _DieWithParent()
+                multiprocessing.util.register_after_fork(
+                    self._die_with_parent, _DieWithParent.__call__
+                )
+            if threading.current_thread() is threading.main_thread():
+                for sig in STOP_SIGNALS:
+                    self._previous[sig] = signal.signal(sig, self._handle)
+        except BaseException:
+            for sig, handler in self._previous.items():
+                signal.signal(sig, handler)
+            self._previous.clear()
+            _record_starts(False)
+            self._recording = False
+            raise
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:

@@ -17,6 +17,7 @@ Hessian-vector products (central differences of the exact pytensor gradient).
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from typing import Any
@@ -27,6 +28,8 @@ import pytensor.tensor as pt
 import scipy.linalg as sla
 import scipy.sparse.linalg as spla
 from pymc.step_methods.hmc.quadpotential import QuadPotential
+
+_log = logging.getLogger(__name__)
 
 __all__ = [
     "DenseCovariance",
@@ -404,12 +407,33 @@ def low_rank_laplace(
     cap = max(1, min(int(max_rank), n - 2))
     k = min(32, cap)
     while True:
-        lam, vec = spla.eigsh(operator, k=k, which="LM", v0=v0, tol=1e-6)
+        try:
+            lam, vec = spla.eigsh(operator, k=k, which="LM", v0=v0, tol=1e-6)
+        except spla.ArpackNoConvergence as err:
+            # finite-difference Hessian-vector products are symmetric only to rounding: keep the
+            # eigenpairs that converged (the mass matrix is then the prior's beyond them)
+            lam, vec = err.eigenvalues, err.eigenvectors
+            _log.warning(
+                "bayesjoint: the Lanczos iteration for the low-rank Laplace mass matrix "
+                "converged for %d of %d eigenpairs; using those",
+                lam.size,
+                k,
+            )
+            break
         order = np.argsort(-np.abs(lam))
         lam, vec = lam[order], vec[:, order]
         if k >= cap or np.abs(lam).min() < tol:
             break
         k = min(2 * k, cap)
+    if lam.size and k >= cap and np.abs(lam).min() >= tol:
+        _log.warning(
+            "bayesjoint: the low-rank Laplace mass matrix reached its rank cap %d with curvature "
+            "%.3g left beyond the prior's (tolerance %.3g): the data inform more directions than "
+            "it holds, so NUTS may need deeper trees (raise max_rank)",
+            cap,
+            float(np.abs(lam).min()),
+            tol,
+        )
     keep = np.abs(lam) >= 0.1 * tol  # directions indistinguishable from the prior add nothing
     lam, vec = lam[keep], vec[:, keep]
     curvature = 1.0 + lam

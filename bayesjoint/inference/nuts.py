@@ -141,6 +141,11 @@ class LaplaceApproximation:
         """``C`` as a dense ``n × n`` array (formed on demand for the low-rank form)."""
         return self.cov.dense()
 
+    @property
+    def factor(self) -> np.ndarray:
+        """``F`` with ``F Fᵀ = C`` as a dense ``n × n`` array (draws are ``x̂ + F ε``)."""
+        return self.cov.sqrt(np.eye(self.mode.size))
+
     def draws(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """Return ``n`` draws ``x̂ + C^{1/2} ε`` (shape (n, size))."""
         return self.mode + self.cov.sqrt(rng.standard_normal((self.mode.size, n))).T
@@ -284,6 +289,7 @@ def sample_nuts(
         if laplace.low_rank:
             info["laplace_rank"] = laplace.low_rank["rank"]
             info["laplace_hessian_vector_products"] = laplace.low_rank["hessian_vector_products"]
+            info["laplace_smallest_abs_eigenvalue"] = laplace.low_rank["smallest_abs_eigenvalue"]
     elif "step" not in kwargs:
         kwargs["target_accept"] = target_accept
         info["mass_matrix"] = "diagonal, adapted (PyMC default)"

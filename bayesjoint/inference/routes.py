@@ -180,8 +180,20 @@ def choose_route(problem: Any, method: str, kwargs: Mapping[str, Any]) -> tuple[
     Raises
     ------
     ValueError
-        For an unknown method, or an explicit route that does not apply (naming why).
+        For an unknown method, an explicit route that does not apply (naming why), or
+        ``adapt_mass`` on a route other than ``"nuts"`` (the only one with a Laplace mass matrix).
     """
+    route, reason = _choose_route(problem, method, kwargs)
+    if "adapt_mass" in kwargs and route != "nuts":
+        raise ValueError(
+            f"sample(adapt_mass=...) adapts the Laplace mass matrix of the 'nuts' route, but this "
+            f"call takes the {route!r} route ({reason}); drop adapt_mass, or ask for "
+            "method='nuts'"
+        )
+    return route, reason
+
+
+def _choose_route(problem: Any, method: str, kwargs: Mapping[str, Any]) -> tuple[str, str]:
     if method not in ROUTES:
         raise ValueError(f"sample(method={method!r}) is not a route; choose one of {ROUTES}")
     if method == "exact":
