@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 from collections.abc import Iterator
 
@@ -23,3 +24,25 @@ def one_blas_thread() -> Iterator[None]:
         return
     with threadpool_limits(limits=1, user_api="blas"):
         yield
+
+
+def study_parser(doc: str, name: str, *, quick: str, seed: int) -> argparse.ArgumentParser:
+    """The options every study takes: ``--quick``, ``--out``, ``--seed`` and ``--figure``.
+
+    Parameters
+    ----------
+    doc : str
+        The study's module docstring (its first line is the description).
+    name : str
+        The study's name; the report defaults to ``<name>.nc``.
+    quick : str
+        What ``--quick`` does (help text).
+    seed : int
+        The default seed of the data and the sampler.
+    """
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--out", default=f"{name}.nc", help="netCDF report path")
+    parser.add_argument("--seed", type=int, default=seed, help="random seed (data and sampler)")
+    parser.add_argument("--figure", default=None, help="PNG path (default: next to --out)")
+    return parser

@@ -49,7 +49,6 @@ Units: metres for positions, µs/m for slowness, µs for transit times, Ω·m fo
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -58,7 +57,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from bayesjoint_case_studies._plotting import pyplot, save
-from bayesjoint_case_studies._runtime import one_blas_thread
+from bayesjoint_case_studies._runtime import one_blas_thread, study_parser
 from bayesjoint_case_studies._verdict import convergence, exit_status, publish
 from scipy import stats
 
@@ -291,11 +290,9 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def _main(argv: list[str] | None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="10 x 5 cells, short chains (CI)")
-    parser.add_argument("--out", default="materials_porosity.nc", help="netCDF report path")
-    parser.add_argument("--seed", type=int, default=4, help="random seed (data and sampler)")
-    parser.add_argument("--figure", default=None, help="PNG path (default: next to --out)")
+    parser = study_parser(
+        __doc__, "materials_porosity", quick="10 x 5 cells, short chains (CI)", seed=4
+    )
     args = parser.parse_args(argv)
     start = time.perf_counter()
     grid = make_grid(args.quick)

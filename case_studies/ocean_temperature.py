@@ -45,7 +45,6 @@ Units: distance in km, depth (``z``, positive up) in m, temperature in °C.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -54,7 +53,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from bayesjoint_case_studies._plotting import pyplot, save
-from bayesjoint_case_studies._runtime import one_blas_thread
+from bayesjoint_case_studies._runtime import one_blas_thread, study_parser
 from bayesjoint_case_studies._verdict import convergence, exit_status, publish
 from scipy import stats
 
@@ -311,11 +310,9 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def _main(argv: list[str] | None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="coarse section, 60 replicates (CI)")
-    parser.add_argument("--out", default="ocean_temperature.nc", help="netCDF report path")
-    parser.add_argument("--seed", type=int, default=5, help="random seed (data and sampler)")
-    parser.add_argument("--figure", default=None, help="PNG path (default: next to --out)")
+    parser = study_parser(
+        __doc__, "ocean_temperature", quick="coarse section, 60 replicates (CI)", seed=5
+    )
     args = parser.parse_args(argv)
     start = time.perf_counter()
     grid = make_grid(args.quick)

@@ -41,7 +41,6 @@ Units: °C and minutes.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -50,7 +49,7 @@ from typing import Any
 import arviz as az
 import numpy as np
 from bayesjoint_case_studies._plotting import pyplot, save
-from bayesjoint_case_studies._runtime import one_blas_thread
+from bayesjoint_case_studies._runtime import one_blas_thread, study_parser
 from bayesjoint_case_studies._verdict import convergence, exit_status, publish
 from scipy import stats
 
@@ -325,11 +324,9 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def _main(argv: list[str] | None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="200 replicates, fewer draws (CI)")
-    parser.add_argument("--out", default="sensor_fusion.nc", help="netCDF report path")
-    parser.add_argument("--seed", type=int, default=3, help="random seed (data and sampler)")
-    parser.add_argument("--figure", default=None, help="PNG path (default: next to --out)")
+    parser = study_parser(
+        __doc__, "sensor_fusion", quick="200 replicates, fewer draws (CI)", seed=3
+    )
     add_checkpoint_arguments(parser)
     args = parser.parse_args(argv)
     use_checkpoint_folder(args.checkpoint, resume=args.resume)

@@ -38,30 +38,42 @@ def _signal_after(n_kept: int, signum: int = signal.SIGINT):
     return callback
 
 
-def test_checkpoint_is_readable_while_sampling_and_marked_incomplete(problem, tmp_path):
-    path = tmp_path / "run.nc"
-    seen = []
+def _sample_reading_the_checkpoint(problem, path, method, *, draws, tune):
+    """Sample 2 chains on one core with a checkpoint; read the file once, while chain 0 runs.
 
-    def peek(trace, draw):  # read the file as a user would, while the chains run
+    At chain 0's 50th kept draw the callback pauses past ``checkpoint_every`` (0.2 s), so the
+    next draw writes; from 5 draws later it reads the file as a user would (``bj.load``), once.
+    Returns the result and the list of files read (empty when no write came in time).
+    """
+    seen = []
+    pause = tune + 50  # draw_idx counts the tuning draws
+
+    def peek(trace, draw):
         if draw.tuning or seen:
             return
-        if draw.draw_idx == 150:  # let more than checkpoint_every pass: the next draw writes
+        if draw.draw_idx == pause:
             time.sleep(0.3)
-        elif draw.draw_idx > 155 and path.exists():
+        elif draw.draw_idx > pause + 5 and path.exists():
             seen.append(bj.load(path))
 
     idata = problem.sample(
-        draws=300,
-        tune=100,
+        draws=draws,
+        tune=tune,
         chains=2,
         cores=1,
-        method="nuts",
+        method=method,
         random_seed=3,
         progressbar=False,
         checkpoint=path,
         checkpoint_every=0.2,
         callback=peek,
     )
+    return idata, seen
+
+
+def test_checkpoint_is_readable_while_sampling_and_marked_incomplete(problem, tmp_path):
+    path = tmp_path / "run.nc"
+    idata, seen = _sample_reading_the_checkpoint(problem, path, "nuts", draws=300, tune=100)
     assert seen, "the checkpoint was not written while sampling"
     partial = kept_draws(seen[0])
     assert not partial["complete"] and partial["draws"] == 300
@@ -155,27 +167,8 @@ def test_collapsed_checkpoint_is_written_while_sampling_in_the_final_layout(
     # another batch: the same random numbers, other rounding of the batched algebra) agree to
     # rtol 1e-12.
     path = tmp_path / "collapsed.nc"
-    seen = []
-
-    def peek(trace, draw):
-        if draw.tuning or seen:
-            return
-        if draw.draw_idx == 300:  # the 100th kept draw (draw_idx counts the 200 tuning draws)
-            time.sleep(0.3)
-        elif draw.draw_idx > 305 and path.exists():
-            seen.append(bj.load(path))
-
-    idata = collapsed_problem.sample(
-        draws=200,
-        tune=200,
-        chains=2,
-        cores=1,
-        method="collapsed",
-        random_seed=3,
-        progressbar=False,
-        checkpoint=path,
-        checkpoint_every=0.2,
-        callback=peek,
+    idata, seen = _sample_reading_the_checkpoint(
+        collapsed_problem, path, "collapsed", draws=200, tune=200
     )
     assert seen, "the checkpoint was not written while sampling"
     partial = kept_draws(seen[0])
