@@ -106,3 +106,31 @@ def print_json(compute: Any, *, blas_threads: int = 0) -> int:
     json.dump(result, stdout, indent=2)
     stdout.write("\n")
     return 0
+
+
+def timed_sample(
+    problem: Any, method: str, settings: dict[str, Any], path: str | None, every: float | None
+) -> tuple[Any, float, list[float]]:
+    """Run ``problem.sample`` (with a checkpoint at ``path`` every ``every`` s, if given).
+
+    Returns the result, the wall time of the call (s) and the time of each checkpoint write (s).
+    """
+    import time
+    from unittest import mock
+
+    from bayesjoint.inference import checkpoint as ckpt
+
+    writes: list[float] = []
+    original = ckpt.ChainRecorder.write
+
+    def timed(self: Any, extra: Any = None) -> Any:
+        out = original(self, extra)
+        writes[:] = self.writes
+        return out
+
+    options = {} if every is None else {"checkpoint": path, "checkpoint_every": every}
+    with mock.patch.object(ckpt.ChainRecorder, "write", timed):
+        start = time.perf_counter()
+        idata = problem.sample(method=method, progressbar=False, **settings, **options)
+        wall = time.perf_counter() - start
+    return idata, wall, writes

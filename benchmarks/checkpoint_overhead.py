@@ -16,36 +16,21 @@ import json
 import os
 import sys
 import tempfile
-import time
 from typing import Any
-from unittest import mock
 
 import _machine
 import arviz as az
 import numpy as np
 
 from bayesjoint import demo
-from bayesjoint.inference import checkpoint as ckpt
 
 SCHEMA = 1
 
 
 def _case(problem: Any, settings: dict[str, Any], every: float | None) -> dict[str, Any]:
-    writes: list[float] = []
-    original = ckpt.ChainRecorder.write
-
-    def timed(self: Any, extra: Any = None) -> Any:
-        out = original(self, extra)
-        writes[:] = self.writes
-        return out
-
     with tempfile.TemporaryDirectory(prefix="bj_ckpt_") as folder:
         path = os.path.join(folder, "run.nc") if every is not None else None
-        options = {} if every is None else {"checkpoint": path, "checkpoint_every": every}
-        with mock.patch.object(ckpt.ChainRecorder, "write", timed):
-            start = time.perf_counter()
-            idata = problem.sample(method="nuts", progressbar=False, **settings, **options)
-            wall = time.perf_counter() - start
+        idata, wall, writes = _machine.timed_sample(problem, "nuts", settings, path, every)
         size = os.path.getsize(path) if path else None
     ess = float(az.ess(idata.posterior, method="bulk").to_array().min())
     return {

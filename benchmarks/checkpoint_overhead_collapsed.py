@@ -23,13 +23,11 @@ import sys
 import tempfile
 import time
 from typing import Any
-from unittest import mock
 
 import _machine
 import numpy as np
 
 import bayesjoint as bj
-from bayesjoint.inference import checkpoint as ckpt
 from bayesjoint.validate import blur_matrix
 
 SCHEMA = 1
@@ -61,21 +59,9 @@ def build_problem(n: int, seed: int = 1) -> bj.JointInversion:
 
 
 def _case(problem: Any, settings: dict[str, Any], every: float | None) -> dict[str, Any]:
-    writes: list[float] = []
-    original = ckpt.ChainRecorder.write
-
-    def timed(self: Any, extra: Any = None) -> Any:
-        out = original(self, extra)
-        writes[:] = self.writes
-        return out
-
     with tempfile.TemporaryDirectory(prefix="bj_ckpt_collapsed_") as folder:
         path = os.path.join(folder, "run.nc") if every is not None else None
-        options = {} if every is None else {"checkpoint": path, "checkpoint_every": every}
-        with mock.patch.object(ckpt.ChainRecorder, "write", timed):
-            start = time.perf_counter()
-            idata = problem.sample(method="collapsed", progressbar=False, **settings, **options)
-            wall = time.perf_counter() - start
+        idata, wall, writes = _machine.timed_sample(problem, "collapsed", settings, path, every)
         if path is None:  # what keeping the result costs without a checkpoint: one save
             path = os.path.join(folder, "saved.nc")
             start = time.perf_counter()
