@@ -543,22 +543,36 @@ def _prior_draws(
     return draws, info
 
 
-def _exact_prior_sampler(simulator: Any) -> _ExactPrior | None:
-    """Return an exact sampler of ``simulator``'s prior when it is Gaussian given hyperparameters.
+def _exact_prior_sampler(simulator: Any) -> tuple[_ExactPrior | None, str | None]:
+    """Return an exact sampler of ``simulator``'s prior, or None and the reason there is none.
 
     The prior (the model without its data: latent priors, hyperpriors and coupling potentials)
     is Gaussian in the latent free variables ``x`` given the other free variables ``h`` when its
-    log density ``f(x, h)`` is quadratic in ``x``; checked at random points. None otherwise.
+    log density ``f(x, h)`` is quadratic in ``x``; checked at random points. Without an exact
+    sampler (not quadratic, a graph without the needed derivatives, or no rejection bound that
+    holds: see :class:`_ExactPrior`) the prior is drawn by NUTS; the reason is returned (the
+    SBC result records it as ``prior_sampler_fallback``) and logged once, here.
     """
     try:
-        return _ExactPrior(simulator)
-    except (_NotGaussian, NotImplementedError, ValueError, TypeError, FloatingPointError):
-        # not quadratic, or a graph without the needed derivatives: NUTS on the prior instead
-        return None
+        return _ExactPrior(simulator), None
+    except _NotGaussian as err:
+        reason = str(err) or (
+            "the prior is not Gaussian in the latent variables given the hyperparameters"
+        )
+    except _NoBound as err:
+        reason = str(err)
+    except (NotImplementedError, ValueError, TypeError, FloatingPointError) as err:
+        reason = f"building the exact prior sampler failed: {type(err).__name__}: {err}"
+    _log.warning("bayesjoint: sbc draws the prior by NUTS, not exactly: %s", reason)
+    return None, reason
 
 
 class _NotGaussian(Exception):
     """The prior is not Gaussian in the latent variables given the hyperparameters."""
+
+
+class _NoBound(Exception):
+    """The hyperparameters' marginal has no rejection bound that holds (or accepts anything)."""
 
 
 class _ExactPrior:
@@ -575,10 +589,28 @@ class _ExactPrior:
       ``log Z(h) = f_0 + ½ gᵀQ⁻¹g − ½ log det Q + (n/2) log 2π``.
 
     ``h`` is drawn by rejection: proposals from the hyperpriors (forward sampling), accepted
-    with probability ``Z(h) / M``, ``M ≥ sup Z``. ``M`` is the largest ``Z`` over 1,000 prior
-    proposals and a local maximization from the best of them, times ``e^0.1``; a proposal above
-    ``M`` during sampling raises (the bound would be wrong, the draws not exact).
+    with probability ``Z(h) / M``, ``M ≥ sup Z``. ``M`` is the largest ``Z`` over
+    :data:`BOUND_PROPOSALS` (1,000) prior proposals and a local maximization (Nelder–Mead) from
+    the best of them, times ``e^0.1``. The maximization runs in the hyperparameters' value
+    coordinates (``log σ`` for a positive ``σ``, the log-odds of a bounded one), which cover
+    their whole support: a ``Z`` that grows without bound toward an edge of the support (e.g.
+    ``σ → 0``) sends it there and ``M`` far above the proposals' ``Z``.
+
+    The bound is checked when the sampler is built, before any draw, on as many independent
+    proposals: the sampler is refused (:class:`_NoBound`, and the prior is drawn by NUTS) when
+    ``M`` is not finite (no hyperparameter value gives the latent variables a proper Gaussian),
+    when one of them has ``Z > M`` (the bound does not hold; with a fraction ``q`` of the
+    proposal mass above ``M`` this happens with probability ``1 − (1 − q)^1000``, 95 % for
+    ``q = 0.003``), or when their mean acceptance ``mean(Z / M)`` is below
+    :data:`MIN_ACCEPTANCE` (``M`` far above the proposals' ``Z``: typically an unbounded ``Z``,
+    and more than a thousand proposals a draw). A proposal above ``M`` during sampling still
+    raises (the draws would not be exact).
     """
+
+    #: Hyperprior proposals that set the rejection bound; as many again check it.
+    BOUND_PROPOSALS = 1000
+    #: Smallest mean acceptance ``Z / M`` over the check's proposals the sampler runs with.
+    MIN_ACCEPTANCE = 1e-3
 
     def __init__(self, simulator: Any, seed: int = 0):
         import pytensor
@@ -596,14 +628,16 @@ class _ExactPrior:
         self.latent = [rv.name for rv in free if rv.name in internal]
         self.hyper = [rv.name for rv in free if rv.name not in internal]
         if not self.latent:
-            raise _NotGaussian
-        plain = remove_value_transforms(_prior_model(model))
+            raise _NotGaussian("the model has no latent free variable to draw exactly")
+        prior = _prior_model(model)
+        self._coordinates = self._value_coordinates(prior)
+        plain = remove_value_transforms(prior)
         value = {rv.name: plain.rvs_to_values[rv] for rv in plain.free_RVs}
         latent_rvs = [plain[name] for name in self.latent]
         terms = [*latent_rvs, *plain.potentials]
         logp = plain.logp(vars=terms, sum=True)
         if any(s is None for n in self.latent for s in value[n].type.shape):
-            raise _NotGaussian  # shapes known only at run time
+            raise _NotGaussian("the latent variables' shapes are known only at run time")
         shapes = [tuple(int(s) for s in value[n].type.shape) for n in self.latent]
         sizes = [int(np.prod(s, dtype=int)) for s in shapes]
         self.shapes, self.n = dict(zip(self.latent, shapes, strict=True)), int(sum(sizes))
@@ -620,6 +654,7 @@ class _ExactPrior:
         rng = np.random.default_rng([int(seed), 0x5BC])
         self._check_quadratic(rng)
         self._log_m = self._bound(rng)
+        self.acceptance = self._check_bound(rng)
 
     def _terms(self, h: Mapping[str, np.ndarray], x: np.ndarray) -> tuple[float, Any, Any]:
         f, g, hess = self._fn(*[np.asarray(h[n], dtype=float) for n in self.hyper], x)
@@ -642,7 +677,10 @@ class _ExactPrior:
                 or abs(f1 - quad) > 1e-8 * scale
                 or not np.allclose(hess1, hess0, rtol=1e-8, atol=1e-10)
             ):
-                raise _NotGaussian
+                raise _NotGaussian(
+                    "the prior's log density is not quadratic in the latent variables given the "
+                    "hyperparameters (checked at random points), so not Gaussian"
+                )
 
     def log_z(self, h: Mapping[str, np.ndarray]) -> tuple[float, np.ndarray, np.ndarray]:
         """``log Z(h)``, the conditional mean ``Q⁻¹g`` and the Cholesky factor of ``Q``."""
@@ -661,31 +699,99 @@ class _ExactPrior:
         )
         return (float(log_z) if np.isfinite(log_z) else -np.inf), mean, chol
 
+    def _value_coordinates(self, prior: Any) -> tuple[Any, Any] | None:
+        """``(h → u, u → h)`` between the hyperparameters and their value coordinates, or None.
+
+        Both maps take and return lists in :attr:`hyper` order. None (the bound is then sought in
+        the hyperparameters' own units) when no hyperparameter has a transform, when a
+        transform's parameters depend on a free variable (the maps would need its value), or
+        when the maps do not compile.
+        """
+        from pymc.pytensorf import compile as compile_pymc
+        from pytensor.graph.traversal import ancestors
+
+        rvs = [prior[name] for name in self.hyper]
+        transforms = [prior.rvs_to_transforms.get(rv, None) for rv in rvs]
+        if all(t is None for t in transforms):
+            return None
+        free = set(prior.free_RVs)
+        if any(a in free for a in ancestors([i for rv in rvs for i in rv.owner.inputs])):
+            return None
+        values = [prior.rvs_to_values[rv] for rv in rvs]
+        plain = [rv.type(name=f"{rv.name}_own_units") for rv in rvs]
+        back, forth = [], []
+        for rv, t, value, x in zip(rvs, transforms, values, plain, strict=True):
+            back.append(value if t is None else t.backward(value, *rv.owner.inputs))
+            forth.append(x if t is None else t.forward(x, *rv.owner.inputs))
+        try:
+            to_u = compile_pymc(plain, forth, on_unused_input="ignore")
+            to_h = compile_pymc(values, back, on_unused_input="ignore")
+        except (NotImplementedError, TypeError, ValueError):  # a transform without a graph
+            return None
+        return to_u, to_h
+
     def _bound(self, rng: np.random.Generator) -> float:
         from scipy import optimize
 
-        proposals = [self._proposal([int(rng.integers(2**31)), 1, k]) for k in range(1000)]
+        proposals = [
+            self._proposal([int(rng.integers(2**31)), 1, k]) for k in range(self.BOUND_PROPOSALS)
+        ]
         values = np.array([self.log_z(h)[0] for h in proposals])
         best = proposals[int(np.argmax(values))]
-        keys = list(best)
+        keys = list(self.hyper)
         shapes = [np.shape(best[k]) for k in keys]
         sizes = [int(np.prod(s, dtype=int)) for s in shapes]
+        to_u, to_h = self._coordinates or (None, None)
 
         def unpack(v: np.ndarray) -> dict[str, np.ndarray]:
-            out, start = {}, 0
-            for k, s, size in zip(keys, shapes, sizes, strict=True):
-                out[k] = v[start : start + size].reshape(s)
+            parts, start = [], 0
+            for s, size in zip(shapes, sizes, strict=True):
+                parts.append(v[start : start + size].reshape(s))
                 start += size
-            return out
+            if to_h is not None:
+                parts = to_h(*parts)
+            return {k: np.asarray(p, dtype=float) for k, p in zip(keys, parts, strict=True)}
 
         top = float(np.max(values))
         if not keys:  # nothing to draw by rejection: Z is one number
             return top
-        start = np.concatenate([np.ravel(best[k]) for k in keys]).astype(float)
-        res = optimize.minimize(lambda v: -self.log_z(unpack(v))[0], start, method="Nelder-Mead")
+        first = [best[k] for k in keys] if to_u is None else to_u(*[best[k] for k in keys])
+        start = np.concatenate([np.ravel(p) for p in first]).astype(float)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            res = optimize.minimize(
+                lambda v: -self.log_z(unpack(v))[0], start, method="Nelder-Mead"
+            )
         if np.isfinite(res.fun):
             top = max(top, -float(res.fun))
         return top + 0.1
+
+    def _check_bound(self, rng: np.random.Generator) -> float:
+        """Refuse, before any draw, a bound that does not hold; return the mean acceptance."""
+        log_m, n = self._log_m, self.BOUND_PROPOSALS
+        if not np.isfinite(log_m):
+            raise _NoBound(
+                f"the exact prior sampler has no rejection bound: log Z(h) is {log_m:.3g} over "
+                f"{n} hyperprior proposals (no hyperparameter value gives the latent variables "
+                "a proper Gaussian prior)"
+            )
+        proposals = [self._proposal([int(rng.integers(2**31)), 2, k]) for k in range(n)]
+        values = np.array([self.log_z(h)[0] for h in proposals])
+        worst = float(np.max(values))
+        if worst > log_m:
+            raise _NoBound(
+                f"the rejection bound of the exact prior sampler does not hold: log M = "
+                f"{log_m:.3f}, but one of {n} independent hyperprior proposals has log Z = "
+                f"{worst:.3f} (Z(h) may grow without bound); the draws would not be exact"
+            )
+        acceptance = float(np.mean(np.exp(values - log_m)))
+        if acceptance < self.MIN_ACCEPTANCE:
+            raise _NoBound(
+                f"the rejection bound of the exact prior sampler, log M = {log_m:.3f}, lies far "
+                f"above the hyperprior proposals' log Z (largest {worst:.3f} of {n}): mean "
+                f"acceptance {acceptance:.2g} < {self.MIN_ACCEPTANCE:g} (Z(h) grows without bound "
+                "toward an edge of the hyperprior's support, or is sharply peaked)"
+            )
+        return acceptance
 
     def draw(self, seed: Sequence[int]) -> dict[str, np.ndarray]:
         """One exact prior draw of every free variable, from ``seed`` alone."""
@@ -695,10 +801,12 @@ class _ExactPrior:
         for attempt in range(100_000):
             h = self._proposal([*seed, 3, attempt])
             log_z, mean, chol = self.log_z(h)
-            if log_z > self._log_m:
+            if log_z > self._log_m:  # passed its check on independent proposals at build
                 raise RuntimeError(
                     f"sbc: the rejection bound of the exact prior sampler ({self._log_m:.3f}) is "
-                    f"exceeded ({log_z:.3f}); the prior draws would not be exact"
+                    f"exceeded ({log_z:.3f}); the prior draws would not be exact. Give the "
+                    "hyperparameters a prior that keeps them away from where Z(h) grows, or "
+                    "fix them"
                 )
             if np.log(rng.random()) < log_z - self._log_m:
                 break
@@ -874,7 +982,9 @@ class SBCResult:
     dataset : xarray.Dataset
         ``rank`` (simulation, quantity) and per simulation ``min_ess``, ``thin``, ``ess_short``,
         ``divergences``, ``wall_time``; per quantity ``outside`` (the ECDF leaves its band);
-        the band ``lower``/``upper`` on ``z``; attributes ``verdict``, ``alpha``, ``n_ranks``.
+        the band ``lower``/``upper`` on ``z``; attributes ``verdict``, ``alpha``, ``n_ranks``,
+        ``prior_sampler`` (how the truths were drawn) and, where a prior with coupling
+        potentials is drawn by NUTS, ``prior_sampler_fallback`` (why not exactly).
     verdict : str
         ``"pass"`` when every quantity's ECDF stays in its band, ``"fail"`` otherwise.
     ran : list of int
@@ -1029,8 +1139,9 @@ def sbc(
     hyperparameters from their exact marginal by rejection, the latent variables from their
     Gaussian conditional), else from NUTS on the prior in blocks of ``PRIOR_BLOCK`` (50)
     simulations (block ``i // PRIOR_BLOCK`` its own run, thinned by ESS; too small an ESS
-    raises before any fit). Every modality's data from its observed variable given that draw
-    (physics, observation, discrepancy and noise). The data are fitted by
+    raises before any fit; the reason there is no exact sampler is logged and recorded as the
+    attribute ``prior_sampler_fallback``). Every modality's data from its observed variable given
+    that draw (physics, observation, discrepancy and noise). The data are fitted by
     ``problem.with_data(data).sample(...)``; ``L`` draws are taken evenly over the run (spaced by
     at least ``total / ESS`` when the bulk ESS allows, else ``ess_short`` is set). Ranks: every
     latent scalar and learned hyperparameter, and, per likelihood block, the log-likelihood
@@ -1084,9 +1195,9 @@ def sbc(
         "quantities": ",".join(quantity),
         "fit_kwargs": repr(sorted(fit_kwargs.items())),
     }
-    sampler = None
+    sampler, fallback = None, None
     if simulator.model.potentials:  # forward sampling cannot honour a potential
-        sampler = _exact_prior_sampler(simulator)
+        sampler, fallback = _exact_prior_sampler(simulator)
         manifest["prior_draws"] = "exact" if sampler is not None else f"nuts/{PRIOR_BLOCK}"
     store = None if store is None else os.fspath(store)
     done = _read_store(store, manifest) if store is not None else {}
@@ -1100,6 +1211,8 @@ def sbc(
         )
     if simulator.model.potentials and todo:  # before any fit: may refuse (ESS too low)
         prior_draws, prior_info = _prior_draws(simulator, todo, int(random_seed), sampler)
+    if fallback is not None:  # why the prior is not drawn exactly
+        prior_info["prior_sampler_fallback"] = fallback
 
     def keep(index: int, record: dict) -> None:
         done[index] = record

@@ -24,6 +24,7 @@ __all__ = [
     "compare_with_exact",
     "cubic_log_density",
     "cubic_problem",
+    "gp_discrepancy_problem",
     "sbc",
     "taylor_test",
 ]
@@ -259,6 +260,54 @@ def blur_and_points_problem(
     blurred = Modality("blurred", physics=Linear(a, input="x"), data=y, noise=Gaussian(0.05))
     points = Modality("points", physics=Linear(b, input="x"), data=z, noise=Gaussian(0.02))
     return JointInversion(latent=[x], modalities=[blurred, points] if include_points else [blurred])
+
+
+def gp_discrepancy_problem(data: Any = None) -> Any:
+    """Return a straight line seen through a learned GP discrepancy and a learned noise sd.
+
+    ``x`` (intercept and slope, each ``N(0, 1)``) is seen at 10 points ``t`` evenly spaced on
+    ``[−1, 1]`` as ``x_0 + x_1 t`` (modality ``"profile"``), plus a Matérn-5/2 GP discrepancy on
+    the sample index ``0..9`` (lengthscale ``LogNormal(log 3, 0.3)``, amplitude
+    ``HalfNormal(0.5)``, exact covariance), plus Gaussian noise of learned sd ``HalfNormal(0.2)``.
+    Its hyperparameters are integrated exactly by the ``"collapsed"`` route.
+
+    Parameters
+    ----------
+    data : array_like, shape (10,), optional
+        The profile's data (default zeros, e.g. for :func:`sbc`, which replaces them).
+
+    Examples
+    --------
+    >>> from bayesjoint.validate import gp_discrepancy_problem
+    >>> problem = gp_discrepancy_problem()
+    >>> problem.modalities["profile"].physics.matrix.shape
+    (10, 2)
+    """
+    from bayesjoint import discrepancy
+    from bayesjoint.joint import JointInversion
+    from bayesjoint.latent import Parameter
+    from bayesjoint.modality import Modality
+    from bayesjoint.noise import Gaussian
+    from bayesjoint.physics import Linear
+    from bayesjoint.priors import HalfNormal, LogNormal, Normal
+
+    x = Parameter("x", shape=2, prior=Normal(0.0, 1.0))
+    design = np.c_[np.ones(10), np.linspace(-1.0, 1.0, 10)]
+    gp = discrepancy.GP(
+        "matern52",
+        lengthscale=LogNormal(np.log(3.0), 0.3),
+        amplitude=HalfNormal(0.5),
+        coords=np.arange(10.0),
+        method="exact",
+    )
+    profile = Modality(
+        "profile",
+        Linear(design, input="x"),
+        np.zeros(10) if data is None else data,
+        Gaussian(HalfNormal(0.2)),
+        discrepancy=gp,
+    )
+    return JointInversion([x], [profile])
 
 
 # The three-peak example: x ~ N(0.4, 1); y = x³ − 3x observed as 0 with noise sd 0.3.

@@ -33,7 +33,7 @@ import numpy as np
 
 import bayesjoint as bj
 from bayesjoint.calibration import sbc
-from bayesjoint.validate import blur_matrix
+from bayesjoint.validate import blur_matrix, gp_discrepancy_problem
 
 FAMILIES = (
     "linear",
@@ -97,26 +97,6 @@ def _cross_gradient() -> bj.JointInversion:
     return bj.JointInversion([a, b], [ma, mb], couplings=[link])
 
 
-def _gp_discrepancy() -> bj.JointInversion:
-    x = bj.Parameter("x", shape=2, prior=bj.priors.Normal(0.0, 1.0))
-    design = np.c_[np.ones(10), np.linspace(-1.0, 1.0, 10)]
-    gp = bj.discrepancy.GP(
-        "matern52",
-        lengthscale=bj.priors.LogNormal(np.log(3.0), 0.3),
-        amplitude=bj.priors.HalfNormal(0.5),
-        coords=np.arange(10.0),
-        method="exact",
-    )
-    profile = bj.Modality(
-        "profile",
-        bj.physics.Linear(design, input="x"),
-        np.zeros(10),
-        bj.noise.Gaussian(bj.priors.HalfNormal(0.2)),
-        discrepancy=gp,
-    )
-    return bj.JointInversion([x], [profile])
-
-
 def _petrophysics() -> bj.JointInversion:
     a = bj.Parameter("a", shape=4, prior=bj.priors.Normal(0.0, 1.0))
     b = bj.Parameter("b", shape=4, prior=bj.priors.Normal(1.0, 2.0))
@@ -150,7 +130,7 @@ def family(name: str) -> tuple[bj.JointInversion, bj.JointInversion | None]:
     if name == "cross-gradient":
         return _cross_gradient(), None
     if name == "gp-discrepancy":
-        return _gp_discrepancy(), None
+        return gp_discrepancy_problem(), None
     if name == "petrophysics":
         return _petrophysics(), None
     raise ValueError(f"unknown family {name!r}; choose one of {FAMILIES}")

@@ -27,7 +27,7 @@ from bayesjoint.discrepancy.kernels import kernel_matrix
 from bayesjoint.inference.collapsed import CollapsedProblem
 from bayesjoint.inference.routes import choose_route
 from bayesjoint.priors import correlation_1d
-from bayesjoint.validate import blur_matrix
+from bayesjoint.validate import blur_matrix, gp_discrepancy_problem
 
 SEED = 20261205
 
@@ -298,24 +298,12 @@ def test_closed_form_conditional_draws_have_the_exact_conditional_posterior(case
 
 # -- (c) learned GP-discrepancy hyperparameters, (d) learned scatter of a linear link -----------
 def test_learned_discrepancy_hyperparameters_are_integrated_exactly():
+    # a line x_0 + x_1 t at 10 points t in [-1, 1], a Matérn-5/2 GP on the index 0..9
     rng = np.random.default_rng(11)
-    x = bj.Parameter("x", shape=2, prior=bj.priors.Normal(0.0, 1.0))
     design = np.c_[np.ones(10), np.linspace(-1.0, 1.0, 10)]
-    gp = bj.discrepancy.GP(
-        "matern52",
-        lengthscale=bj.priors.LogNormal(np.log(3.0), 0.3),
-        amplitude=bj.priors.HalfNormal(0.5),
-        coords=np.arange(10.0),
-        method="exact",
-    )
-    profile = bj.Modality(
-        "profile",
-        bj.physics.Linear(design, input="x"),
-        design @ [0.3, 0.8] + 0.1 * rng.standard_normal(10),
-        bj.noise.Gaussian(bj.priors.HalfNormal(0.2)),
-        discrepancy=gp,
-    )
-    problem = bj.JointInversion([x], [profile])
+    problem = gp_discrepancy_problem(design @ [0.3, 0.8] + 0.1 * rng.standard_normal(10))
+    profile = problem.modalities["profile"]
+    np.testing.assert_array_equal(profile.physics.matrix, design)
     assert choose_route(problem, "auto", {})[0] == "collapsed"
     for form in ("parameter", "data"):
         collapsed = CollapsedProblem(problem, form=form)

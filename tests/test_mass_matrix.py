@@ -165,6 +165,46 @@ def test_prior_variance_of_a_scalar_is_its_prior_variance():
     assert variance == pytest.approx([9.0], rel=1e-6)  # Normal(0, 3): curvature 1/9
 
 
+def test_prior_variance_compiles_its_gradient_once_per_model(monkeypatch):
+    """A second call on the same model (another run, a resumed run) compiles nothing.
+
+    Every ``pytensor.function`` call is counted by a spy: the first call compiles (at least one
+    call: the spy sees compilations, so zero on the second call is a result), the second none,
+    and both return the same variances. A new model of the same problem compiles afresh.
+    """
+    import pytensor
+
+    compiled = []
+    original = pytensor.function
+
+    def spy(*args, **kwargs):
+        compiled.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pytensor, "function", spy)
+    x = bj.Parameter("x", shape=3, prior=bj.priors.Normal(0.0, 2.0))
+    s = bj.Parameter("s", prior=bj.priors.HalfNormal(1.0))
+    a = bj.Modality("a", bj.physics.Linear(np.eye(3), "x"), np.zeros(3), bj.noise.Gaussian(1.0))
+    problem = bj.JointInversion([x, s], [a])
+    log_posterior = LogPosterior(problem)
+    point = np.array([0.3, -0.2, 0.1, 0.4])
+    first, how = prior_variance(log_posterior, point)
+    assert how == "prior variance" and len(compiled) >= 1
+    other = LogPosterior(problem)  # same model, another LogPosterior (it compiles its own logp)
+    compiled.clear()
+    second, _ = prior_variance(other, point)
+    assert compiled == []
+    np.testing.assert_array_equal(second, first)
+    # closed form: Normal(0, 2) has curvature 1/4; a HalfNormal(1) scalar stored as u = log s
+    # has −log p(u) = e^{2u}/2 − u + const, curvature 2 e^{2u}
+    np.testing.assert_allclose(first, [4.0, 4.0, 4.0, 1.0 / (2.0 * np.exp(0.8))], rtol=1e-6)
+    # negative control: another model (a rebuilt problem) is compiled afresh
+    rebuilt = LogPosterior(bj.JointInversion([x, s], [a]))
+    compiled.clear()
+    prior_variance(rebuilt, point)
+    assert len(compiled) >= 1
+
+
 @pytest.mark.parametrize("adapt", [False, True])
 def test_nuts_with_the_low_rank_mass_matrix_matches_the_exact_posterior(
     problem, monkeypatch, adapt

@@ -19,6 +19,7 @@ import xarray as xr
 
 import bayesjoint as bj
 from bayesjoint.calibration import _counts, ecdf_band, ecdf_verdict, plot_sbc, sbc
+from bayesjoint.coupling import Coupling
 from bayesjoint.validate import blur_matrix
 
 ALPHA = 0.05
@@ -214,8 +215,8 @@ def test_exact_prior_draws_of_a_learned_scatter_follow_its_prior():
 
     from bayesjoint.calibration import _exact_prior_sampler
 
-    sampler = _exact_prior_sampler(_linked(bj.priors.HalfNormal(0.5)))
-    assert sampler is not None
+    sampler, reason = _exact_prior_sampler(_linked(bj.priors.HalfNormal(0.5)))
+    assert sampler is not None and reason is None
     draws = [sampler.draw([5, i]) for i in range(1500)]
     s = np.array([d["petrophysics_b_scatter"] for d in draws])
 
@@ -247,7 +248,7 @@ def test_exact_prior_draws_with_a_fixed_scatter_have_the_closed_form_mean_and_co
     from bayesjoint.calibration import _exact_prior_sampler
 
     s = 0.5
-    sampler = _exact_prior_sampler(_linked(s))
+    sampler, _ = _exact_prior_sampler(_linked(s))
     draws = [sampler.draw([6, i]) for i in range(4000)]
     ab = np.stack([[d["a"][0], d["b"][0]] for d in draws])
     precision = np.array([[1 + 2.25 / s**2, -1.5 / s**2], [-1.5 / s**2, 1 + 1 / s**2]])
@@ -264,7 +265,9 @@ def test_a_non_gaussian_coupled_prior_has_no_exact_sampler():
     from bayesjoint.calibration import _exact_prior_sampler
 
     # a stores ln a: b ≈ 1.5 exp(a) + 3 is not Gaussian in a
-    assert _exact_prior_sampler(_linked(0.5, log_latent=("a",))) is None
+    sampler, reason = _exact_prior_sampler(_linked(0.5, log_latent=("a",)))
+    assert sampler is None
+    assert "not quadratic in the latent variables" in reason
 
 
 def test_sbc_simulation_i_depends_only_on_seed_and_i_with_coupled_priors():
@@ -274,10 +277,113 @@ def test_sbc_simulation_i_depends_only_on_seed_and_i_with_coupled_priors():
     long = sbc(problem, 100, **kw)
     short = sbc(problem, 50, **kw)
     assert long.dataset.attrs["prior_sampler"].startswith("exact")
+    assert "prior_sampler_fallback" not in long.dataset.attrs  # nothing to explain
     np.testing.assert_array_equal(long.dataset["rank"].values[:50], short.dataset["rank"].values)
     # negative control: another seed gives other ranks
     other = sbc(problem, 50, **{**kw, "random_seed": 4})
     assert not np.array_equal(other.dataset["rank"].values, short.dataset["rank"].values)
+
+
+class _ScaledTie(Coupling):
+    """``a ≈ b`` with a learned scale ``s ~ HalfNormal(0.5)``: the potential
+    ``−Σ (a − b)² / 2 − power · log s``.
+
+    Given ``s`` the prior of ``(a, b)`` stays Gaussian (the tie does not involve ``s``), so
+    ``Z(s) = c · s^(−power)``: bounded for ``power = 0``, growing without bound as ``s → 0``
+    for ``power > 0`` (while the marginal ``p(s) Z(s)`` stays proper for ``power < 1``).
+    """
+
+    name = "tie"
+    inputs = ("a", "b")
+
+    def __init__(self, power):
+        self.power = power
+
+    def build(self, latent, variables):
+        import pymc as pm
+        import pytensor.tensor as pt
+
+        scale = pm.HalfNormal("tie_scale", 0.5)
+        tie = -0.5 * pt.sum((latent["a"] - latent["b"]) ** 2)
+        pm.Potential("tie", tie - self.power * pt.log(scale))
+
+
+def _tied(power) -> bj.JointInversion:
+    a = bj.Parameter("a", shape=2, prior=bj.priors.Normal(0.0, 1.0))
+    b = bj.Parameter("b", shape=2, prior=bj.priors.Normal(0.0, 1.0))
+    see = bj.Modality(
+        "see", bj.physics.Linear(np.eye(2), input="a"), np.zeros(2), bj.noise.Gaussian(0.3)
+    )
+    return bj.JointInversion([a, b], [see], couplings=[_ScaledTie(power)])
+
+
+def test_exact_prior_sampler_refuses_a_rejection_bound_that_cannot_hold_before_any_draw(
+    monkeypatch,
+):
+    """``Z(s) ∝ s^(−1/2)`` has no finite bound ``M``: refused when the sampler is built.
+
+    The bound is sought in ``log s`` (the value coordinate), where ``Z`` grows without limit as
+    ``log s → −∞``, so ``M`` lands far above the proposals' ``Z`` and the mean acceptance
+    under 1e-3. No draw is made: ``draw`` is replaced by a function that fails the test.
+    Negative control: the same tie with a bounded ``Z`` (power 0) is accepted, with
+    acceptance ``e^-0.1`` (``Z`` constant in ``s``: every proposal is at the bound).
+    """
+    from bayesjoint.calibration import _exact_prior_sampler, _ExactPrior
+
+    def no_draw(*args, **kwargs):
+        raise AssertionError("a draw was made before the bound was checked")
+
+    monkeypatch.setattr(_ExactPrior, "draw", no_draw)
+    sampler, reason = _exact_prior_sampler(_tied(0.5))
+    assert sampler is None
+    assert "rejection bound" in reason and "mean acceptance" in reason
+    bounded, reason = _exact_prior_sampler(_tied(0.0))
+    assert reason is None
+    assert bounded.acceptance == pytest.approx(np.exp(-0.1), rel=1e-6)
+
+
+def test_exact_prior_sampler_refuses_a_bound_exceeded_by_independent_proposals(monkeypatch):
+    """A bound ``M`` one nat below the true ``sup Z`` fails the check on independent proposals.
+
+    With ``Z`` constant in ``s`` (power 0) every proposal has ``log Z = log M − 0.1`` under the
+    package's own bound; lowering that bound by 1 nat puts every check proposal above it.
+    """
+    from bayesjoint.calibration import _exact_prior_sampler, _ExactPrior
+
+    honest = _ExactPrior._bound
+    monkeypatch.setattr(_ExactPrior, "_bound", lambda self, rng: honest(self, rng) - 1.0)
+    sampler, reason = _exact_prior_sampler(_tied(0.0))
+    assert sampler is None
+    assert "does not hold" in reason
+
+
+def test_sbc_records_and_logs_once_why_the_prior_is_not_drawn_exactly(monkeypatch, caplog):
+    """A ValueError while building the exact sampler: NUTS prior draws, the reason recorded.
+
+    The reason (the error's type and message) is the result's ``prior_sampler_fallback``
+    attribute and one WARNING record; the Gaussian prior of ``_linked(0.5)`` is then drawn by
+    NUTS. The counter-case (exact sampler built, no fallback attribute) is checked in
+    ``test_sbc_simulation_i_depends_only_on_seed_and_i_with_coupled_priors``.
+    """
+    import logging
+
+    from bayesjoint.calibration import _ExactPrior
+
+    def broken(self, rng):
+        raise ValueError("no Hessian for this graph")
+
+    monkeypatch.setattr(_ExactPrior, "_check_quadratic", broken)
+    problem = _linked(0.5)
+    with caplog.at_level(logging.WARNING, logger="bayesjoint"):
+        result = sbc(problem, 2, client="serial", draws=10, chains=1, n_ranks=10, random_seed=3)
+    attrs = result.dataset.attrs
+    assert attrs["prior_sampler"].startswith("NUTS")
+    assert attrs["prior_sampler_fallback"] == (
+        "building the exact prior sampler failed: ValueError: no Hessian for this graph"
+    )
+    records = [r for r in caplog.records if "draws the prior by NUTS" in r.getMessage()]
+    assert len(records) == 1
+    assert "ValueError: no Hessian for this graph" in records[0].getMessage()
 
 
 @pytest.mark.slow

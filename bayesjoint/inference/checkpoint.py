@@ -780,20 +780,19 @@ def _resume(
         from bayesjoint.inference.collapsed import (
             THETA_TARGET_ACCEPT,
             CollapsedAssembler,
-            _theta_run,
             collapsed_problem,
         )
 
-        collapsed = collapsed_problem(problem)
-        model = collapsed.model
-        names = list(collapsed.theta)
+        target: Any = collapsed_problem(problem)
+        model = target.model
+        names = list(target.theta)
         assembler = CollapsedAssembler(problem, common["random_seed"], log_likelihood)
         assembler.set_previous(stored, counts)
         recorder.collapse(model, assembler)
         recorder.set_previous(_theta_view(stored, names), counts)
         accept = THETA_TARGET_ACCEPT if common["target_accept"] is None else common["target_accept"]
     else:
-        model = problem.model
+        target, model = problem, problem.model
         names = [rv.name for rv in _free(problem)]
         recorder.set_previous(stored, counts)
         accept = 0.8 if common["target_accept"] is None else common["target_accept"]
@@ -820,46 +819,19 @@ def _resume(
         else:
             how["fresh"] = f"started afresh, tuned for {tune} draws"
         recorder.begin(tune=group_tune, chain_ids=ids, user_callback=user_callback)
-        n_new = max(draws - counts[c] for c in ids)
-        seed = _resume_seed(common["random_seed"], resumes, group)
-        if route == "collapsed":
-            options.pop("idata_kwargs", None)
-            last = _theta_run(
-                collapsed,
-                n_new,
-                group_tune,
-                len(ids),
-                cores=common["cores"],
-                random_seed=seed,
-                accept=accept,
-                progressbar=common["progressbar"],
-                idata_kwargs={k: v for k, v in idata_kwargs.items() if k != "log_likelihood"},
-                callback=recorder,
-                **options,
-            )
-            extra = {
-                "sampler": "NUTS on the hyperparameters, exact conditional draws of the latent "
-                "fields",
-                "collapsed_hyperparameters": names,
-                "collapsed_form": collapsed.describe(),
-                "target_accept": accept,
-            }
-        else:
-            from bayesjoint.inference.nuts import sample_nuts
-
-            last, extra = sample_nuts(
-                problem,
-                n_new,
-                group_tune,
-                len(ids),
-                cores=common["cores"],
-                random_seed=seed,
-                target_accept=accept,
-                progressbar=common["progressbar"],
-                precondition=route == "nuts",
-                callback=recorder,
-                **options,
-            )
+        last, extra = _run_group(
+            route,
+            target,
+            max(draws - counts[c] for c in ids),
+            group_tune,
+            len(ids),
+            seed=_resume_seed(common["random_seed"], resumes, group),
+            accept=accept,
+            common=common,
+            recorder=recorder,
+            idata_kwargs=idata_kwargs,
+            options=options,
+        )
         recorder.tuning_discarded[group] = group_tune * len(ids)
     idata = recorder.to_idata({})
     assert idata is not None and last is not None
@@ -882,6 +854,53 @@ def _resume(
         "tuning_draws_discarded": int(sum(recorder.tuning_discarded.values())),
     }
     return idata, extra
+
+
+def _run_group(
+    route: str,
+    target: Any,
+    draws: int,
+    tune: int,
+    chains: int,
+    *,
+    seed: int,
+    accept: float,
+    common: Mapping[str, Any],
+    recorder: ChainRecorder,
+    idata_kwargs: Mapping[str, Any],
+    options: dict[str, Any],
+) -> tuple[az.InferenceData, dict[str, Any]]:
+    """Run one group of resumed chains on its route's sampler; return ``(idata, provenance)``.
+
+    ``target`` is the :class:`~bayesjoint.inference.collapsed.CollapsedProblem` on the
+    collapsed route (NUTS on its hyperparameters), the problem otherwise (``sample_nuts``,
+    preconditioned on the ``"nuts"`` route). Every draw goes to ``recorder``.
+    """
+    run = {
+        "cores": common["cores"],
+        "random_seed": seed,
+        "progressbar": common["progressbar"],
+        "callback": recorder,
+        **options,
+    }
+    if route != "collapsed":
+        from bayesjoint.inference.nuts import sample_nuts
+
+        return sample_nuts(
+            target, draws, tune, chains, target_accept=accept, precondition=route == "nuts", **run
+        )
+    from bayesjoint.inference.collapsed import _theta_run
+
+    run.pop("idata_kwargs", None)
+    kept = {k: v for k, v in idata_kwargs.items() if k != "log_likelihood"}
+    last = _theta_run(target, draws, tune, chains, accept=accept, idata_kwargs=kept, **run)
+    extra = {
+        "sampler": "NUTS on the hyperparameters, exact conditional draws of the latent fields",
+        "collapsed_hyperparameters": list(target.theta),
+        "collapsed_form": target.describe(),
+        "target_accept": accept,
+    }
+    return last, extra
 
 
 def _free(problem: Any) -> list[Any]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import weakref
 from typing import Any
 
 import numpy as np
@@ -286,6 +287,30 @@ class LaplaceMass(QuadPotential):
             raise ValueError("LaplaceMass scales became non-finite during adaptation")
 
 
+#: The compiled gradient of the prior's log density (with the transforms' Jacobians), per model:
+#: ``{model: (value variables, function)}``; an entry goes with its model.
+_PRIOR_GRADIENTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _prior_gradient(model: Any) -> Any:
+    """Return ``fn(*values) -> ∇ log p_prior`` (flat, in value-variable order), once per model.
+
+    The entry is compiled again only when the model's value variables are no longer the ones it
+    was compiled for (a model changed after its first use).
+    """
+    value_vars = tuple(model.value_vars)
+    cached = _PRIOR_GRADIENTS.get(model)
+    if cached is not None and len(cached[0]) == len(value_vars):
+        if all(a is b for a, b in zip(cached[0], value_vars, strict=True)):  # identity
+            return cached[1]
+    prior = model.logp(vars=model.free_RVs, jacobian=True, sum=True)
+    grads = pt.grad(prior, list(value_vars))
+    flat = pt.concatenate([pt.flatten(g) for g in grads])
+    fn = pytensor.function(list(value_vars), flat, on_unused_input="ignore")
+    _PRIOR_GRADIENTS[model] = (value_vars, fn)
+    return fn
+
+
 def prior_variance(log_posterior: Any, x: np.ndarray) -> tuple[np.ndarray, str]:
     """Return ``D``: the inverse diagonal curvature of the prior at ``x``, and how it was found.
 
@@ -308,12 +333,11 @@ def prior_variance(log_posterior: Any, x: np.ndarray) -> tuple[np.ndarray, str]:
     gives its diagonal. That is checked with a second product along a random ±1 vector ``r``
     (``P r = diag(P) ⊙ r``); when the check fails, or a curvature is not positive and finite,
     ``D = I`` is used instead (the returned string says so).
+
+    The compiled prior gradient is kept per model (:func:`_prior_gradient`), so a second call
+    on the same model (another run, a resumed run) compiles nothing.
     """
-    model = log_posterior.model
-    prior = model.logp(vars=model.free_RVs, jacobian=True, sum=True)
-    grads = pt.grad(prior, model.value_vars)
-    flat = pt.concatenate([pt.flatten(g) for g in grads])
-    fn = pytensor.function(model.value_vars, flat, on_unused_input="ignore")
+    fn = _prior_gradient(log_posterior.model)
     names = log_posterior.value_names
 
     def gradient(u: np.ndarray) -> np.ndarray:
