@@ -1,8 +1,9 @@
-"""Case study: a breast-tissue phantom seen by X-ray transmission and ultrasound time of flight.
+"""Case study: breast tissue seen by X-ray transmission and ultrasound time of flight.
 
-A 6.4 cm × 6.4 cm cross-section (32 × 32 pixels of 2 mm; 12 × 12 with ``--quick``) holds three
-tissues: fat, a fibroglandular region, and a 1.5 cm lesion at its edge. Two scanners see
-different properties of the same tissues:
+A 6.4 cm × 6.4 cm cross-section of breast tissue (32 × 32 pixels of 2 mm; 12 × 12 with
+``--quick``) is a continuous map of tissue density: each pixel mixes fat and fibroglandular
+tissue, and the densest pixels reach the values of a lesion. Two scanners see different
+properties of the same tissue:
 
 * **X-ray** (sparse-view fan-beam CT, the low-dose setting): the line integrals of the linear
   attenuation coefficient μ (1/cm) along the rays from a source on a circle of radius 6 cm to a
@@ -30,12 +31,20 @@ lesion          0.232         1560          6.410
 
 Denser tissue attenuates more and carries sound faster, so across tissue types s falls with μ;
 the study's tissue-type link is the line through the three tissues,
-``s = slope · μ + intercept`` (slope −11.6 μs, intercept 9.10 μs/cm), with per-pixel scatter.
-The synthetic truth adds tissue heterogeneity: μ varies by 0.003 /cm about its tissue value and
-s by 0.02 μs/cm about the link.
+``s = slope · μ + intercept`` (slope −11.6 μs, intercept 9.10 μs/cm), with scatter σ.
 
 Priors: Matérn 5/2 Gaussian fields with correlation length 1 cm, μ = 0.205 ± 0.015 /cm,
-s = 6.70 ± 0.17 μs/cm (the link maps one prior sd onto the other).
+s = 6.70 ± 0.17 μs/cm (the link maps one prior sd onto the other), and the link's factor
+``Π N(r_i; 0, σ²)`` on the residuals ``r = s − slope · μ − intercept``.
+
+**The truth is drawn from the model's own prior** (:func:`phantom`): one draw of (μ, s) from
+the normalized joint prior at the true scatter σ = 0.02 μs/cm, the two Gaussian fields times the
+link factor (a Gaussian; drawn exactly by conditioning a prior draw on the link, Matheron's
+rule). The model is then well specified, so its 90 % intervals should cover about 90 % of the
+true pixels, and the coverage check tests the inference, not the phantom. The *lesion* is
+the set of pixels denser than the midpoint between the fibroglandular and lesion values
+(μ above 0.2235 /cm). A piecewise-constant phantom with per-pixel texture lies outside this
+smooth prior; its intervals undercover (see the docs page).
 
 Three inversions of the same data:
 
@@ -52,13 +61,14 @@ problem (both scanners and the link) is linear-Gaussian, so ``log p(d | σ)`` is
 multiplied by a log-normal prior (median 0.02 μs/cm, sd 0.5 in ln). The link enters the model
 as the factor ``Π N(r_i; 0, σ²)`` on top of the two field priors, which is not normalized in
 (μ, s): its integral over the priors, ``Z(σ) = N(0; m_r, C_r + σ² I)`` with ``C_r = C_s +
-slope² C_μ`` (:func:`log_link_normalizer`), grows without bound as σ → 0 because the smooth
+slope² C_μ`` (:meth:`bayesjoint.coupling.Petrophysical.normalizer_spectrum` and
+``log_normalizer``, the package's own), grows without bound as σ → 0 because the smooth
 priors leave the residual almost no variance in their high-frequency modes. Left in, ``Z(σ)``
 drags σ's posterior to the smoothness of the priors (at full size the unnormalized evidence
-is highest at the lowest σ tried); divided out, what remains is the evidence of the normalized
-joint prior (:func:`log_evidence`, checked against dense Gaussian algebra in the tests). The
-joint run then conditions on σ's posterior median (σ's uncertainty is not carried into the
-images).
+is highest at the lowest σ tried, 0.002 μs/cm); divided out, what remains is the evidence of
+the normalized joint prior (:func:`log_evidence`, checked against dense Gaussian algebra in
+the tests). The joint run then conditions on σ's posterior median (σ's uncertainty is not
+carried into the images).
 
 The structural figure is the **edge correlation**: the correlation, over the pixels, between
 the gradient magnitude of a posterior mean image and that of the true image (1: every edge
@@ -85,11 +95,11 @@ Checks (``"checks"`` in the JSON line):
 * ``scatter_interval_holds_truth``: σ's 90 % credible interval holds the true 0.02 μs/cm;
 * ``joint_diagnose_convergence``: :func:`bayesjoint.diagnose` passes on convergence.
 
-    python case_studies/medical_imaging.py [--quick] [--out FILE.nc] [--seed N]
+    python case_studies/medical_imaging.py [--quick] [--out FILE.nc] [--seed N] [--figure PNG]
 
 Writes a netCDF report of the joint run (figures in the posterior attributes), a PNG of the
-images next to it (when matplotlib is installed) and ends with one JSON line of its figures.
-Lengths in cm, times in μs.
+images next to it or at ``--figure`` (when matplotlib is installed) and ends with one JSON
+line of its figures. Lengths in cm, times in μs.
 """
 
 from __future__ import annotations
@@ -102,8 +112,10 @@ from typing import Any
 
 import arviz as az
 import numpy as np
+import pytensor
+import pytensor.tensor as pt
 from bayesjoint_case_studies._plotting import plot_sections
-from bayesjoint_case_studies._runtime import one_blas_thread
+from bayesjoint_case_studies._runtime import one_blas_thread, study_parser
 from bayesjoint_case_studies._verdict import convergence, exit_status, publish
 from scipy import stats
 
@@ -115,9 +127,7 @@ from bayesjoint.inference.collapsed import CollapsedProblem
 FOV = 6.4  # cm, side of the square field of view
 #: tissue: (μ in 1/cm, sound speed in m/s)
 TISSUES = {"fat": (0.190, 1450.0), "fibroglandular": (0.215, 1515.0), "lesion": (0.232, 1560.0)}
-LESION = (3.9, 2.6, 0.75)  # cm: centre x, centre z, radius
-MU_HETEROGENEITY = 0.003  # 1/cm, sd of μ about its tissue value
-LINK_SCATTER_TRUE = 0.02  # μs/cm, sd of s about the link
+LINK_SCATTER_TRUE = 0.02  # μs/cm, the link scatter σ of the truth's joint prior
 XRAY_NOISE = 0.01  # sd of −ln(I/I0)
 US_NOISE = 0.05  # μs, time-of-flight picking error
 MU_PRIOR = (0.205, 0.015)  # 1/cm, mean and sd
@@ -146,7 +156,7 @@ def thresholds() -> tuple[float, float]:
     return 0.5 * (mu_g + mu_l), float(0.5 * (slowness(c_g) + slowness(c_l)))
 
 
-# -- phantom and scanners -----------------------------------------------------------------------
+# -- field of view and truth --------------------------------------------------------------------
 def make_grid(quick: bool, n: int | None = None) -> bj.Grid:
     """The field of view: 12 × 12 (``--quick``) or 32 × 32 square pixels (``n × n`` if given)."""
     n = n if n is not None else (12 if quick else 32)
@@ -154,20 +164,49 @@ def make_grid(quick: bool, n: int | None = None) -> bj.Grid:
     return bj.Grid.from_edges(x=edges, z=edges)
 
 
-def phantom(grid: bj.Grid, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Tissue labels, the lesion mask, and the true μ and s images."""
-    x, z = np.meshgrid(grid.centers["x"], grid.centers["z"], indexing="ij")
-    angle = np.arctan2(z - 3.4, x - 3.0)
-    gland = np.hypot((x - 3.0) / 2.2, (z - 3.4) / 1.6) + 0.15 * np.sin(3.0 * angle) < 1.0
-    lesion = np.hypot(x - LESION[0], z - LESION[1]) < LESION[2]
-    labels = np.where(lesion, 2, np.where(gland, 1, 0))
-    mu_table = np.array([v[0] for v in TISSUES.values()])
+def joint_prior_draws(
+    grid: bj.Grid, scatter: float, rng: np.random.Generator, size: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draws of (μ, s) from the normalized joint prior: the two field priors times the link.
+
+    Returns two arrays of shape ``(size, n_pixels)`` (C-order flattened images).
+
+    Notes
+    -----
+    The joint prior ``p(μ) p(s) Π_i N(r_i; 0, σ²) / Z(σ)``, ``r = s − slope·μ − intercept``, is
+    the Gaussian posterior of ``x = (μ, s)`` under the prior ``N(m₀, C₀)``,
+    ``C₀ = blockdiag(C_μ, C_s)``, given the pseudo-observation ``b = D x + e``: ``b`` the
+    intercept in every pixel, ``D = [−slope·I, I]``, ``e ~ N(0, σ² I)``. Matheron's rule
+    draws it exactly without inverting ``C₀``: with ``x₀ ~ N(m₀, C₀)`` and ``e₀ ~ N(0, σ² I)``,
+
+    .. math:: x = x₀ + C₀ Dᵀ (C_r + σ² I)^{-1} (b − D x₀ − e₀),
+
+    ``C_r = D C₀ Dᵀ = C_s + slope² C_μ`` ((μs/cm)²).
+    """
     slope, intercept = link_line()
-    mu = mu_table[labels] + MU_HETEROGENEITY * rng.standard_normal(grid.shape)
-    s = slope * mu + intercept + LINK_SCATTER_TRUE * rng.standard_normal(grid.shape)
-    return {"labels": labels, "lesion": lesion, "attenuation": mu, "slowness": s}
+    priors = field_priors()
+    m_mu, l_mu = priors["attenuation"].gaussian(grid.shape, grid)
+    m_s, l_s = priors["slowness"].gaussian(grid.shape, grid)
+    n = m_mu.size
+    mu0 = m_mu[:, None] + l_mu @ rng.standard_normal((n, size))
+    s0 = m_s[:, None] + l_s @ rng.standard_normal((n, size))
+    e0 = scatter * rng.standard_normal((n, size))
+    c_mu, c_s = l_mu @ l_mu.T, l_s @ l_s.T
+    innovation = intercept - (s0 - slope * mu0) - e0
+    gain = np.linalg.solve(c_s + slope**2 * c_mu + scatter**2 * np.eye(n), innovation)
+    return (mu0 - slope * (c_mu @ gain)).T, (s0 + c_s @ gain).T
 
 
+def phantom(grid: bj.Grid, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """The true μ and s images, one draw of the joint prior at σ = 0.02, and the lesion mask.
+
+    The lesion is the pixels whose true μ is past the fibroglandular–lesion midpoint.
+    """
+    mu, s = (v.reshape(grid.shape) for v in joint_prior_draws(grid, LINK_SCATTER_TRUE, rng))
+    return {"lesion": mu > thresholds()[0], "attenuation": mu, "slowness": s}
+
+
+# -- scanners -----------------------------------------------------------------------------------
 def fan_beam(n_views: int, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
     """Source and detector-bin positions of a fan beam (radius 6 cm, fan ±40°)."""
     centre = np.array([FOV / 2, FOV / 2])
@@ -209,31 +248,24 @@ def field_priors() -> dict[str, bj.priors.GaussianField]:
     }
 
 
-def link_normalizer(grid: bj.Grid) -> tuple[np.ndarray, np.ndarray]:
-    """Spectrum of the link residual ``r = s − slope·μ − intercept`` under the two field priors.
+def link_normalizer(problem: bj.JointInversion) -> Any:
+    """``log Z(σ)`` of the learned tissue link of ``problem``, as a function of σ (μs/cm).
 
-    Returns the eigenvalues ``λ_k`` of ``C_r = C_s + slope² C_μ`` ((μs/cm)²) and the prior mean
-    of ``r`` in its eigenvectors, for :func:`log_link_normalizer`.
+    The package's own normalizer: the spectrum ``(λ, Uᵀ m_r)`` of the residual's prior
+    covariance ``C_r = C_s + slope² C_μ`` from
+    :meth:`bayesjoint.coupling.Petrophysical.normalizer_spectrum`, and
+    ``log Z(σ) = −½ Σ_i [log 2π(λ_i + σ²) + μ_i² / (λ_i + σ²)]`` from
+    :meth:`~bayesjoint.coupling.Petrophysical.log_normalizer`, compiled once.
     """
-    slope, intercept = link_line()
-    priors = field_priors()
-    mu_mean, mu_factor = priors["attenuation"].gaussian(grid.shape, grid)
-    s_mean, s_factor = priors["slowness"].gaussian(grid.shape, grid)
-    cov = s_factor @ s_factor.T + slope**2 * (mu_factor @ mu_factor.T)
-    eigenvalues, vectors = np.linalg.eigh(cov)
-    return eigenvalues, vectors.T @ (s_mean - slope * mu_mean - intercept)
-
-
-def log_link_normalizer(scatter: float, spectrum: tuple[np.ndarray, np.ndarray]) -> float:
-    """``log Z(σ)``: the integral of the link factor over the two field priors.
-
-    The link enters the model as the factor ``Π_i N(r_i; 0, σ²)`` on top of the two priors, so
-    the joint prior of (μ, s) given σ is that product divided by
-    ``Z(σ) = ∫ p(μ) p(s) Π_i N(r_i; 0, σ²) dμ ds = N(0; m_r, C_r + σ² I)``.
-    """
-    eigenvalues, projected = spectrum
-    v = eigenvalues + scatter**2
-    return float(-0.5 * np.sum(np.log(2.0 * np.pi * v) + projected**2 / v))
+    (link,) = [c for c in problem.couplings if isinstance(c, Petrophysical)]
+    spectrum = link.normalizer_spectrum(problem.latent)
+    if spectrum is None:
+        raise ValueError(
+            f"the link {link.name!r} has no closed-form normalizer (learned scatter on a linear "
+            "link between fixed Gaussian field priors is needed)"
+        )
+    scatter = pt.dscalar("scatter")
+    return pytensor.function([scatter], Petrophysical.log_normalizer(scatter, spectrum))
 
 
 def effective_pixels(grid: bj.Grid) -> float:
@@ -305,22 +337,21 @@ def build(grid: bj.Grid, truth: dict, quick: bool, rng: np.random.Generator) -> 
     }
 
 
-def log_evidence(
-    collapsed: CollapsedProblem, spectrum: tuple[np.ndarray, np.ndarray], scatter: float
-) -> float:
+def log_evidence(collapsed: CollapsedProblem, log_normalizer: Any, scatter: float) -> float:
     """``log p(d | σ)`` of the link-only problem, the link normalized as a prior.
 
     The collapsed problem's log marginal likelihood integrates the images out of the
     unnormalized product ``p(μ) p(s) Π N(r_i; 0, σ²)``; minus ``log Z(σ)``
-    (:func:`log_link_normalizer`) it is the evidence of the normalized joint prior.
+    (``log_normalizer``, from :func:`link_normalizer`) it is the evidence of the normalized
+    joint prior.
     """
     (name,) = collapsed.theta
     raw = collapsed.log_marginal_likelihood({name: float(scatter)})
-    return float(raw - log_link_normalizer(scatter, spectrum))
+    return float(raw - log_normalizer(float(scatter)))
 
 
 def scatter_posterior(
-    problem: bj.JointInversion, grid: bj.Grid, n: int = 81, normalized: bool = True
+    problem: bj.JointInversion, n: int = 81, normalized: bool = True
 ) -> dict[str, Any]:
     """Posterior of the link scatter σ by quadrature over ln σ (images integrated out).
 
@@ -329,10 +360,10 @@ def scatter_posterior(
     ``ln σ ~ N(ln 0.02, 0.5²)``; the grid spans ±5 prior sd.
     """
     collapsed = CollapsedProblem(problem)
-    spectrum = link_normalizer(grid) if normalized else (np.zeros(0), np.zeros(0))
+    normalizer = link_normalizer(problem) if normalized else (lambda _: 0.0)
     centre, width = np.log(SCATTER_PRIOR[0]), SCATTER_PRIOR[1]
     log_s = np.linspace(centre - 5.0 * width, centre + 5.0 * width, n)
-    log_ev = np.array([log_evidence(collapsed, spectrum, float(np.exp(v))) for v in log_s])
+    log_ev = np.array([log_evidence(collapsed, normalizer, float(np.exp(v))) for v in log_s])
     log_post = log_ev - 0.5 * ((log_s - centre) / width) ** 2
     density = np.exp(log_post - log_post.max())
     cells = 0.5 * (density[1:] + density[:-1]) * np.diff(log_s)
@@ -394,10 +425,9 @@ def draws_summary(idata: az.InferenceData, name: str) -> tuple[np.ndarray, ...]:
 
 def main(argv: list[str] | None = None) -> dict:
     """Run the study; return the figures (also printed as the last stdout line)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="12 x 12 pixels, fewer rays (CI)")
-    parser.add_argument("--out", default="medical_imaging.nc", help="netCDF report path")
-    parser.add_argument("--seed", type=int, default=2, help="random seed (data and sampler)")
+    parser = study_parser(
+        __doc__, "medical_imaging", quick="12 x 12 pixels, fewer rays (CI)", seed=2
+    )
     add_checkpoint_arguments(parser)
     args = parser.parse_args(argv)
     use_checkpoint_folder(args.checkpoint, resume=args.resume)
@@ -456,7 +486,7 @@ def study(args: argparse.Namespace, start: float) -> dict:
     # the link-only problem (linear-Gaussian given σ, the link normalized as a prior) on a grid
     # of ln σ, times the log-normal prior, normalized by the trapezoidal rule.
     tic = time.time()
-    scatter = scatter_posterior(problems["link_scatter"], grid)
+    scatter = scatter_posterior(problems["link_scatter"])
     figures["link_scatter"] = {
         **{k: v for k, v in scatter.items() if k not in ("grid", "density")},
         "prior_median": SCATTER_PRIOR[0],
@@ -502,12 +532,6 @@ def study(args: argparse.Namespace, start: float) -> dict:
         <= scatter["interval90"][1],
         "joint_diagnose_convergence": jnt["sampler"]["passed"],
     }
-    outline = (
-        LESION[0] - LESION[2],
-        LESION[0] + LESION[2],
-        LESION[1] - LESION[2],
-        LESION[1] + LESION[2],
-    )
     panels = {
         "true μ (1/cm)": (truth["attenuation"], "mu"),
         "true s (μs/cm)": (truth["slowness"], "s"),
@@ -523,7 +547,7 @@ def study(args: argparse.Namespace, start: float) -> dict:
         "s, joint (posterior mean)": (draws_summary(joint, "slowness")[0], "s"),
     }
     figures["figure"] = plot_sections(
-        os.path.splitext(args.out)[0] + ".png", grid, panels, [outline], length_unit="cm"
+        args.figure or os.path.splitext(args.out)[0] + ".png", grid, panels, length_unit="cm"
     )
     return publish(figures, checks, joint, "medical_imaging", args.out, start)
 

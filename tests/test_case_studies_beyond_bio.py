@@ -92,22 +92,75 @@ def test_medical_imaging_dice_and_link_line():
     assert module.link_line() == pytest.approx((slope, intercept), rel=1e-10)
 
 
-def test_medical_imaging_normalized_evidence_equals_the_dense_gaussian_evidence():
-    # log p(d | σ) of the link-only problem, the link normalized as a prior (collapsed
-    # marginal likelihood minus log Z(σ)), against brute-force dense Gaussian algebra on a 4 × 4
-    # image: the joint prior of (μ, s) given σ is N(m, P⁻¹) with P = blockdiag(C_μ, C_s)⁻¹ +
-    # DᵀD/σ², D = [−slope·I, I]; the data are N(G m, G P⁻¹ Gᵀ + R). Agreement to 1e-8 (rounding).
-    module = _load("medical_imaging")
-    grid = module.make_grid(False, 4)
-    rng = np.random.default_rng(0)
-    problems = module.build(grid, module.phantom(grid, rng), True, rng)
-    collapsed = module.CollapsedProblem(problems["link_scatter"])
-    spectrum = module.link_normalizer(grid)
+def _dense_joint_prior(module, grid, scatter):
+    """Mean and precision of the normalized joint prior of (μ, s), by dense algebra.
+
+    ``P = blockdiag(C_μ, C_s)⁻¹ + DᵀD/σ²``, ``D = [−slope·I, I]``, mean
+    ``P⁻¹ (P₀ m₀ + Dᵀ intercept / σ²)``: the product of the two field priors and the link.
+    """
     slope, intercept = module.link_line()
     priors = module.field_priors()
     m_mu, l_mu = priors["attenuation"].gaussian(grid.shape, grid)
     m_s, l_s = priors["slowness"].gaussian(grid.shape, grid)
     n = m_mu.size
+    p0 = np.linalg.inv(np.block([[l_mu @ l_mu.T, 0 * np.eye(n)], [0 * np.eye(n), l_s @ l_s.T]]))
+    link = np.hstack([-slope * np.eye(n), np.eye(n)])
+    precision = p0 + link.T @ link / scatter**2
+    mean = np.linalg.solve(
+        precision,
+        p0 @ np.concatenate([m_mu, m_s]) + link.T @ np.full(n, intercept) / scatter**2,
+    )
+    return mean, precision
+
+
+def test_medical_imaging_truth_draws_follow_the_dense_joint_prior():
+    # The truth is a draw of the normalized joint prior (Matheron's rule). 4,000 draws on a
+    # 4 × 4 image (32 coordinates), whitened with the dense mean and precision
+    # (_dense_joint_prior), must be standard normal: each whitened mean within 4.5/√N of 0
+    # (its sd is 1/√N), each element of their covariance within 5·√(2/N) of the identity's
+    # (the sd of a sample covariance element of N standard-normal draws is at most √(2/N)).
+    module = _load("medical_imaging")
+    grid = module.make_grid(False, 4)
+    n_draws = 4000
+    mean, precision = _dense_joint_prior(module, grid, module.LINK_SCATTER_TRUE)
+    whiten = np.linalg.cholesky(precision).T  # (x − m)ᵀ P (x − m) = |Lᵀ (x − m)|²
+
+    def standardized(scatter):
+        mu, s = module.joint_prior_draws(grid, scatter, np.random.default_rng(5), n_draws)
+        z = (np.hstack([mu, s]) - mean) @ whiten.T
+        return np.abs(z.mean(axis=0)).max(), np.abs(np.cov(z.T) - np.eye(z.shape[1])).max()
+
+    mean_err, cov_err = standardized(module.LINK_SCATTER_TRUE)
+    assert mean_err < 4.5 / np.sqrt(n_draws)
+    assert cov_err < 5.0 * np.sqrt(2.0 / n_draws)
+    # Negative control: with a scatter of 10 μs/cm the link is void and the draws are those of
+    # the two independent field priors, which the same whitening does not standardize.
+    assert standardized(10.0)[1] > 5.0 * np.sqrt(2.0 / n_draws)
+    # The phantom is one such draw, its lesion the pixels past the μ midpoint.
+    truth = module.phantom(grid, np.random.default_rng(1))
+    np.testing.assert_array_equal(truth["lesion"], truth["attenuation"] > module.thresholds()[0])
+
+
+def test_medical_imaging_normalized_evidence_equals_the_dense_gaussian_evidence():
+    # log p(d | σ) of the link-only problem, the link normalized as a prior (collapsed
+    # marginal likelihood minus the package's log Z(σ)), against brute-force dense Gaussian
+    # algebra on a 4 × 4 image: the joint prior of (μ, s) given σ is N(m, P⁻¹)
+    # (_dense_joint_prior); the data are N(G m, G P⁻¹ Gᵀ + R). And log Z(σ) itself against
+    # scipy's N(0; m_r, C_r + σ² I), m_r = m_s − slope·m_μ − intercept, C_r = C_s + slope² C_μ.
+    # Agreement to 1e-8 (rounding).
+    module = _load("medical_imaging")
+    grid = module.make_grid(False, 4)
+    rng = np.random.default_rng(0)
+    problems = module.build(grid, module.phantom(grid, rng), True, rng)
+    collapsed = module.CollapsedProblem(problems["link_scatter"])
+    normalizer = module.link_normalizer(problems["link_scatter"])
+    slope, intercept = module.link_line()
+    priors = module.field_priors()
+    m_mu, l_mu = priors["attenuation"].gaussian(grid.shape, grid)
+    m_s, l_s = priors["slowness"].gaussian(grid.shape, grid)
+    n = m_mu.size
+    c_r = l_s @ l_s.T + slope**2 * (l_mu @ l_mu.T)
+    m_r = m_s - slope * m_mu - intercept
     g_x = np.asarray(problems["operators"]["xray"].matrix.toarray())
     g_u = np.asarray(problems["operators"]["ultrasound"].matrix.toarray())
     g = np.block([[g_x, np.zeros((len(g_x), n))], [np.zeros((len(g_u), n)), g_u]])
@@ -115,18 +168,14 @@ def test_medical_imaging_normalized_evidence_equals_the_dense_gaussian_evidence(
     noise = np.concatenate(
         [np.full(len(g_x), module.XRAY_NOISE**2), np.full(len(g_u), module.US_NOISE**2)]
     )
-    p0 = np.linalg.inv(np.block([[l_mu @ l_mu.T, 0 * np.eye(n)], [0 * np.eye(n), l_s @ l_s.T]]))
-    link = np.hstack([-slope * np.eye(n), np.eye(n)])
     brute, raw = [], []
     for scatter in (0.005, 0.03, 0.1):
-        precision = p0 + link.T @ link / scatter**2
-        mean = np.linalg.solve(
-            precision,
-            p0 @ np.concatenate([m_mu, m_s]) + link.T @ np.full(n, intercept) / scatter**2,
-        )
+        z_dense = multivariate_normal(m_r, c_r + scatter**2 * np.eye(n)).logpdf(np.zeros(n))
+        assert float(normalizer(scatter)) == pytest.approx(z_dense, abs=1e-8)
+        mean, precision = _dense_joint_prior(module, grid, scatter)
         cov = g @ np.linalg.solve(precision, g.T) + np.diag(noise)
         brute.append(multivariate_normal(g @ mean, cov).logpdf(d))
-        assert module.log_evidence(collapsed, spectrum, scatter) == pytest.approx(
+        assert module.log_evidence(collapsed, normalizer, scatter) == pytest.approx(
             brute[-1], abs=1e-8
         )
         raw.append(collapsed.log_marginal_likelihood({next(iter(collapsed.theta)): scatter}))
@@ -134,6 +183,9 @@ def test_medical_imaging_normalized_evidence_equals_the_dense_gaussian_evidence(
     # on σ (the collapse toward small σ that the normalizer removes).
     gaps = np.array(raw) - np.array(brute)
     assert np.ptp(gaps) > 1.0
+    # A fixed scatter has no normalizer to take: refused by name.
+    with pytest.raises(ValueError, match="'tissue_link' has no closed-form normalizer"):
+        module.link_normalizer(problems["joint_with_scatter"](0.02))
 
 
 def test_medical_imaging_coverage_band_from_effective_pixels():
