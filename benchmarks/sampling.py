@@ -8,7 +8,8 @@ ratios count, not absolute times:
 * ``b_linear_gaussian``: that problem (128 parameters, a dense blur and 20 sparse points):
   ``problem.sample()`` (the exact route) against numpy draws from the same Cholesky factor and
   against hand-written PyMC NUTS, in ESS per second (draw time and InferenceData assembly time
-  reported apart);
+  reported apart; ``repeats``: the two timings again, ``--repeat-b`` times interleaved, with
+  the spread of the ratio);
 * ``c_learned_noise_sds``: the same problem with both noise sds learned (HalfNormal priors),
   ``sample()`` (the collapsed route) against PyMC NUTS on the full model (see
   ``benchmarks/collapsed.py`` for its correctness check against quadrature);
@@ -125,8 +126,13 @@ def row_a(problem: bj.JointInversion, repeat: int) -> dict[str, Any]:
     return out
 
 
-def row_b(problem: bj.JointInversion, s: dict[str, Any], seed: int) -> dict[str, Any]:
-    """Exact route vs numpy draws from the same factor vs hand-written PyMC NUTS."""
+def row_b(
+    problem: bj.JointInversion, s: dict[str, Any], seed: int, repeat: int = 0
+) -> dict[str, Any]:
+    """Exact route vs numpy draws from the same factor vs hand-written PyMC NUTS.
+
+    ``repeat``: how many more interleaved timings of the first two (see :func:`_row_b_repeats`).
+    """
     total = s["draws"] * s["chains"]
     problem.sample(draws=10, chains=1, random_seed=seed, progressbar=False)  # compile once
     start = time.perf_counter()
@@ -179,6 +185,73 @@ def row_b(problem: bj.JointInversion, s: dict[str, Any], seed: int) -> dict[str,
         "ratio_to_numpy_iid_draw_time_only": (ours["ess_bulk_min"] / ours["draw_s"])
         / numpy_row["ess_per_s"],
         "ratio_to_pymc_nuts": ours["ess_per_s"] / hand_row["ess_per_s"],
+        "repeats": _row_b_repeats(problem, s, seed, repeat, exact, chol, ours, numpy_row),
+    }
+
+
+def _row_b_repeats(
+    problem: bj.JointInversion,
+    s: dict[str, Any],
+    seed: int,
+    repeat: int,
+    exact: Any,
+    chol: np.ndarray,
+    ours: dict[str, Any],
+    numpy_row: dict[str, Any],
+) -> dict[str, Any]:
+    """Row b's two timings again, ``repeat`` times, interleaved (one call can hit a busy moment).
+
+    Each repeat times one ``sample()`` call (new seed), the same call without the
+    ``log_likelihood`` group (``idata_kwargs={"log_likelihood": False}``: what the pointwise
+    log-likelihoods cost) and then the numpy draws of the same size from the same factor; the
+    ESS of each side is the one of the single run above.
+    """
+    if repeat < 1:
+        return {"n": 0}
+    total = s["draws"] * s["chains"]
+    walls, draws_s, assembly_s, numpy_s, no_loglik = [], [], [], [], []
+    for i in range(repeat):
+        start = time.perf_counter()
+        idata = problem.sample(
+            draws=s["draws"], chains=s["chains"], random_seed=seed + 1 + i, progressbar=False
+        )
+        walls.append(time.perf_counter() - start)
+        draws_s.append(idata.sample_stats.attrs["draw_time"])
+        assembly_s.append(idata.sample_stats.attrs["assembly_time"])
+        del idata
+        start = time.perf_counter()
+        idata = problem.sample(
+            draws=s["draws"],
+            chains=s["chains"],
+            random_seed=seed + 1 + i,
+            progressbar=False,
+            idata_kwargs={"log_likelihood": False},
+        )
+        no_loglik.append(time.perf_counter() - start)
+        del idata
+        rng = np.random.default_rng(seed + 1 + i)
+        start = time.perf_counter()
+        draws = exact["mean"].values + rng.standard_normal((total, chol.shape[0])) @ chol.T
+        numpy_s.append(time.perf_counter() - start)
+        del draws
+
+    def spread(values: list[float]) -> list[float]:
+        return [float(np.min(values)), float(np.median(values)), float(np.max(values))]
+
+    ess_ratio = ours["ess_bulk_min"] / numpy_row["ess_bulk_min"]
+    time_ratios = np.array(numpy_s) / np.array(walls)
+    return {
+        "n": repeat,
+        "sample_wall_s_min_median_max": spread(walls),
+        "sample_draw_s_min_median_max": spread(draws_s),
+        "sample_assembly_s_min_median_max": spread(assembly_s),
+        "numpy_draw_s_min_median_max": spread(numpy_s),
+        # ESS/s ratio of each repeat: (ESS_ours / wall_i) / (ESS_numpy / numpy_i)
+        "ratio_to_numpy_iid_min_median_max": spread(list(ess_ratio * time_ratios)),
+        "no_log_likelihood_wall_s_min_median_max": spread(no_loglik),
+        "no_log_likelihood_ratio_to_numpy_iid_min_median_max": spread(
+            list(ess_ratio * np.array(numpy_s) / np.array(no_loglik))
+        ),
     }
 
 
@@ -309,6 +382,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--nutpie", action="store_true", help="row c: also sample(nuts_sampler='nutpie')"
     )
+    parser.add_argument(
+        "--repeat-b",
+        type=int,
+        default=None,
+        help="row b: interleaved repeats of its two timings (default 10; 3 with --quick)",
+    )
     args = parser.parse_args(argv)
     if args.blas_threads:  # on a shared machine multi-threaded BLAS spins on busy cores
         with contextlib.suppress(ImportError):
@@ -316,6 +395,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
             threadpool_limits(limits=args.blas_threads, user_api="blas")
     mode = "quick" if args.quick else "full"
+    if args.repeat_b is None:
+        args.repeat_b = 3 if args.quick else 10
     s = SETTINGS[mode]
     result: dict[str, Any] = {
         "schema": SCHEMA,
@@ -330,7 +411,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if "a" in args.rows:
             result["a_gradient_overhead"] = row_a(problem, 200 if args.quick else 2000)
         if "b" in args.rows:
-            result["b_linear_gaussian"] = row_b(problem, s, args.seed)
+            result["b_linear_gaussian"] = row_b(problem, s, args.seed, args.repeat_b)
     if "c" in args.rows:
         result["c_learned_noise_sds"] = row_c(problem, s, args.seed, nutpie=args.nutpie)
     if "d" in args.rows:
