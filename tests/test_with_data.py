@@ -7,14 +7,30 @@ graphs with the same seeds, so their draws agree to rounding too (``atol=1e-9``:
 functions may differ in the order of floating-point sums). Negative controls: the draws on the
 new data differ from those on the old data by many posterior sds, and the original problem still
 gives its own results after a copy has sampled the shared model.
+
+Compilation is observed through pytensor's C module cache: every compiled graph asks it for a
+module by key (the graph's structure and constants), and a key it has not seen is compiled. A
+refit that asks only for keys that the first fit asked for compiles nothing; a problem whose
+operator differs (other constants) asks for new keys, which the same check flags (negative
+control). The collapsed refit's log marginal likelihood is compared with the dense Gaussian
+density of the new data, ``N(d; 0, A Aᵀ + σ² I)`` (``scipy.stats``, ``rtol=1e-10``: both exact up
+to rounding), and its conditional draws at a fixed ``σ`` with the closed-form posterior mean
+within 5 Monte Carlo standard errors (independent draws: ``sd / √S``).
 """
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
+import pymc as pm
 import pytest
+import scipy.stats
+from pytensor.link.c import cmodule
 
 import bayesjoint as bj
+from bayesjoint.inference.collapsed import CollapsedProblem, collapsed_problem
+from bayesjoint.inference.search import LogPosterior
 from bayesjoint.validate import blur_and_points_problem, blur_matrix
 
 SEED = 20261207
@@ -83,27 +99,209 @@ def test_with_data_exact_route_equals_a_freshly_built_problem(linear):
     )
 
 
-def test_with_data_collapsed_route_equals_a_freshly_built_problem():
-    rng = np.random.default_rng(3)
-    n = 8
+class _CModules:
+    """The keys of the C modules that compiled graphs ask pytensor's module cache for."""
+
+    def __init__(self):
+        self.keys: list = []
+        self.compiled = 0
+
+    def new_since(self, mark: int, seen: list) -> list:
+        """Return the keys asked for after ``mark`` that are not among ``seen``."""
+        known = set(seen)
+        return [key for key in self.keys[mark:] if key not in known]
+
+
+@contextlib.contextmanager
+def _watch_c_modules():
+    """Record every C module key asked for (and every compilation) inside the block."""
+    watch = _CModules()
+    lookup = cmodule.ModuleCache.module_from_key
+    compile_str = cmodule.GCC_compiler.compile_str
+
+    def spy_lookup(self, key, lnk):
+        watch.keys.append(key)
+        return lookup(self, key, lnk)
+
+    def spy_compile(*args, **kwargs):
+        watch.compiled += 1
+        return compile_str(*args, **kwargs)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(cmodule.ModuleCache, "module_from_key", spy_lookup)
+    mp.setattr(cmodule.GCC_compiler, "compile_str", staticmethod(spy_compile))
+    try:
+        yield watch
+    finally:
+        mp.undo()
+
+
+def _learned_sd_problem(n: int = 8, width: float = 1.5, seed: int = 3) -> bj.JointInversion:
+    rng = np.random.default_rng(seed)
     x = bj.Parameter("x", shape=n, prior=bj.priors.Normal(0.0, 1.0))
     a = bj.Modality(
         "a",
-        physics=bj.physics.Linear(blur_matrix(n, 1.5), input="x"),
+        physics=bj.physics.Linear(blur_matrix(n, width), input="x"),
         data=rng.standard_normal(n),
         noise=bj.noise.Gaussian(bj.priors.HalfNormal(0.5)),
     )
-    problem = bj.JointInversion(latent=[x], modalities=[a])
-    data = {"a": rng.standard_normal(n) * 2.0}
-    kw = dict(method="collapsed", draws=60, tune=60, chains=1, random_seed=SEED, progressbar=False)
-    got = problem.with_data(data).sample(**kw)
-    ref = _rebuilt(problem, data).sample(**kw)
+    return bj.JointInversion(latent=[x], modalities=[a])
+
+
+COLLAPSED_KW = dict(
+    method="collapsed", draws=60, tune=60, chains=1, cores=1, random_seed=SEED, progressbar=False
+)
+
+
+@pytest.fixture(scope="module")
+def collapsed_refit():
+    """A collapsed fit, a refit of new data on it, a fresh build on those data (C keys watched)."""
+    problem = _learned_sd_problem()
+    data = {"a": np.random.default_rng(4).standard_normal(8) * 2.0}
+    with _watch_c_modules() as watch:
+        first = problem.sample(**COLLAPSED_KW)
+        first_keys = list(watch.keys)
+        copy = problem.with_data(data)
+        mark, compiled = len(watch.keys), watch.compiled
+        got = copy.sample(**COLLAPSED_KW)
+        refit = {"new": watch.new_since(mark, first_keys), "compiled": watch.compiled - compiled}
+        mark = len(watch.keys)
+        other = _learned_sd_problem(width=1.7)  # negative control: another operator
+        other.sample(**COLLAPSED_KW)
+        control = watch.new_since(mark, watch.keys[:mark])
+    ref = _rebuilt(problem, data).sample(**COLLAPSED_KW)
+    return {
+        "problem": problem,
+        "copy": copy,
+        "data": data,
+        "first": first,
+        "got": got,
+        "ref": ref,
+        "first_keys": first_keys,
+        "refit": refit,
+        "control": control,
+    }
+
+
+def test_with_data_collapsed_route_equals_a_freshly_built_problem(collapsed_refit):
+    got, ref = collapsed_refit["got"], collapsed_refit["ref"]
     for name in ("x", "a_sigma"):
         np.testing.assert_allclose(
-            got.posterior[name].values, ref.posterior[name].values, atol=1e-9
+            got.posterior[name].values, ref.posterior[name].values, rtol=1e-10, atol=1e-12
         )
-    old = problem.sample(**kw)
-    assert not np.allclose(old.posterior["a_sigma"].values, got.posterior["a_sigma"].values)
+    np.testing.assert_allclose(
+        got.log_likelihood["a"].values, ref.log_likelihood["a"].values, rtol=1e-10
+    )
+    np.testing.assert_array_equal(got.observed_data["a"].values, collapsed_refit["data"]["a"])
+    # negative control: the first fit (old data) gave other draws
+    first = collapsed_refit["first"]
+    assert not np.allclose(first.posterior["a_sigma"].values, got.posterior["a_sigma"].values)
+
+
+def test_with_data_collapsed_refit_compiles_no_c_module_and_shares_the_compiled_model(
+    collapsed_refit,
+):
+    problem, copy = collapsed_refit["problem"], collapsed_refit["copy"]
+    assert collapsed_refit["first_keys"]  # the watch sees the first fit's modules
+    assert collapsed_refit["refit"] == {"new": [], "compiled": 0}
+    # negative control: another operator's constants make new modules, and the watch sees them
+    assert collapsed_refit["control"]
+    template, refitted = collapsed_problem(problem), collapsed_problem(copy)
+    assert refitted is not template
+    assert refitted.model is template.model
+    assert refitted._conditional_function is template._conditional_function
+    # the original problem still samples its own data from the shared compiled model
+    again = problem.sample(**COLLAPSED_KW)
+    np.testing.assert_array_equal(
+        again.posterior["a_sigma"].values, collapsed_refit["first"].posterior["a_sigma"].values
+    )
+
+
+def test_with_data_collapsed_refit_has_the_marginal_likelihood_and_conditional_of_the_new_data(
+    collapsed_refit,
+):
+    copy, data = collapsed_refit["copy"], collapsed_refit["data"]["a"]
+    collapsed = collapsed_problem(copy)
+    a = blur_matrix(8, 1.5)
+    for sd in (0.1, 0.5, 2.0):  # d ~ N(0, A Aᵀ + σ² I): the prior N(0, I) integrated out
+        ref = scipy.stats.multivariate_normal.logpdf(data, np.zeros(8), a @ a.T + sd**2 * np.eye(8))
+        got = collapsed.log_marginal_likelihood({"a_sigma": sd})
+        assert got == pytest.approx(ref, rel=1e-10)
+    # at a fixed σ the conditional draws have the exact posterior N(P⁻¹ Aᵀd/σ², P⁻¹)
+    sd, n_draws = 0.4, 4000
+    _, m = collapsed.conditional_draws(
+        {"a_sigma": np.full(n_draws, sd)}, np.random.default_rng(SEED)
+    )
+    precision = np.eye(8) + a.T @ a / sd**2
+    mean = np.linalg.solve(precision, a.T @ data / sd**2)
+    post_sd = np.sqrt(np.diag(np.linalg.inv(precision)))
+    z = (m.mean(axis=0) - mean) / (post_sd / np.sqrt(n_draws))
+    assert np.max(np.abs(z)) < 5.0
+    # negative control: the old data's posterior mean is many standard errors away
+    old = np.linalg.solve(precision, a.T @ collapsed_refit["problem"].modalities["a"].data / sd**2)
+    assert np.max(np.abs((m.mean(axis=0) - old) / (post_sd / np.sqrt(n_draws)))) > 5.0
+
+
+def _three_noise_problem(seed: int = 11) -> bj.JointInversion:
+    """Two learned noise sds on full blocks, one on 3 rows (data space): the general form."""
+    rng = np.random.default_rng(seed)
+    n = 6
+    x = bj.Parameter("x", shape=n, prior=bj.priors.Normal(0.0, 1.0))
+    mods = [
+        bj.Modality(
+            name,
+            physics=bj.physics.Linear(rng.standard_normal((rows, n)), input="x"),
+            data=rng.standard_normal(rows),
+            noise=bj.noise.Gaussian(bj.priors.HalfNormal(0.5)),
+        )
+        for name, rows in (("a", 8), ("b", 3), ("c", 9))
+    ]
+    return bj.JointInversion(latent=[x], modalities=mods)
+
+
+@pytest.mark.parametrize("form", ["parameter", "data"])
+def test_collapsed_for_problem_equals_a_fresh_collapsed_problem_in_both_forms(form):
+    problem = _three_noise_problem()
+    rng = np.random.default_rng(12)
+    data = {name: rng.standard_normal(m.data.shape) for name, m in problem.modalities.items()}
+    template = CollapsedProblem(problem, form=form)
+    theta = {"a_sigma": 0.3, "b_sigma": 0.2, "c_sigma": 0.7}
+    before = template.log_marginal_likelihood(theta, gradient=True)
+    copy = template.for_problem(problem.with_data(data))
+    fresh = CollapsedProblem(_rebuilt(problem, data), form=form)
+    got = copy.log_marginal_likelihood(theta, gradient=True)
+    ref = fresh.log_marginal_likelihood(theta, gradient=True)
+    assert copy._functions is template._functions  # compiled once, for both
+    assert got[0] == pytest.approx(ref[0], rel=1e-10)
+    for name in theta:
+        assert got[1][name] == pytest.approx(ref[1][name], rel=1e-9)
+    draws = {k: np.full(5, v) for k, v in theta.items()}
+    z_got, _ = copy.conditional_draws(draws, np.random.default_rng(1))
+    z_ref, _ = fresh.conditional_draws(draws, np.random.default_rng(1))
+    np.testing.assert_allclose(z_got, z_ref, rtol=1e-9, atol=1e-12)
+    # the template still gives its own data's value after the copy has used the shared graphs
+    assert template.log_marginal_likelihood(theta, gradient=True)[0] == before[0]
+    assert abs(got[0] - before[0]) > 1.0  # negative control: the data changed the value
+
+
+def test_collapsed_for_problem_refuses_other_data_shapes_and_changed_discrepancy_data():
+    template = CollapsedProblem(_learned_sd_problem(n=8))
+    with pytest.raises(ValueError, match=r"data of shapes \{'a': \(9,\)\}"):
+        template.for_problem(_learned_sd_problem(n=9))
+    n = 5
+    xs = np.linspace(0.0, 100.0, n)
+    x = bj.Parameter("x", shape=n, prior=bj.priors.Normal(0.0, 1.0))
+    a = bj.Modality(
+        "a",
+        physics=bj.physics.Linear(np.eye(n), input="x"),
+        data=np.zeros(n),
+        noise=bj.noise.Gaussian(bj.priors.HalfNormal(0.5)),
+        coords={"a_obs": xs},
+        discrepancy=bj.discrepancy.GP(lengthscale=30.0, amplitude=0.2, method="exact"),
+    )
+    problem = bj.JointInversion(latent=[x], modalities=[a])
+    with pytest.raises(ValueError, match="discrepancy block 'a' has new data"):
+        CollapsedProblem(problem).for_problem(problem.with_data({"a": np.ones(n)}))
 
 
 @pytest.mark.parametrize("method", ["nuts", "nuts-plain"])
@@ -124,6 +322,47 @@ def test_with_data_nuts_routes_equal_a_freshly_built_problem(method):
     ref = _rebuilt(problem, data).sample(**kw)
     np.testing.assert_allclose(got.posterior["x"].values, ref.posterior["x"].values, atol=1e-9)
     np.testing.assert_array_equal(got.observed_data["cubic"].values, data["cubic"])
+
+
+def _cubic_problem() -> bj.JointInversion:
+    x = bj.Parameter("x", shape=2, prior=bj.priors.Normal(0.0, 1.0))
+    cubic = bj.Modality(
+        "cubic",
+        physics=lambda m: m["x"] ** 3 + m["x"],
+        data=[0.5, -0.2],
+        noise=bj.noise.Gaussian(0.3),
+    )
+    return bj.JointInversion(latent=[x], modalities=[cubic])
+
+
+def test_with_data_nuts_refit_compiles_no_c_module_and_reuses_the_log_posterior():
+    problem = _cubic_problem()
+    kw = dict(method="nuts", draws=30, tune=30, chains=1, cores=1, random_seed=SEED)
+    with _watch_c_modules() as watch:
+        problem.sample(progressbar=False, **kw)
+        first, compiled = list(watch.keys), watch.compiled
+        copy = problem.with_data({"cubic": np.array([1.5, 0.8])})
+        copy.sample(progressbar=False, **kw)
+        new = watch.new_since(len(first), first)
+    assert first
+    assert new == [] and watch.compiled == compiled
+    # the MAP search's compiled density and gradient are the model's, shared by the copy
+    target = LogPosterior(copy)
+    assert target._logp is LogPosterior(problem)._logp
+    assert target._dlogp is LogPosterior(problem)._dlogp
+    # ... and each reads its own problem's data: at x = 0 the density is that of the data
+    # under N(0, 0.3²) times the prior N(0, 1) at 0 (x is unbounded: no Jacobian)
+    prior = scipy.stats.norm.logpdf([0.0, 0.0], 0.0, 1.0).sum()
+    for owner, data in ((copy, [1.5, 0.8]), (problem, [0.5, -0.2]), (copy, [1.5, 0.8])):
+        expected = scipy.stats.norm.logpdf(data, 0.0, 0.3).sum() + prior
+        assert LogPosterior(owner).logp(np.zeros(2)) == pytest.approx(expected, rel=1e-12)
+    # negative control: a variable added to the model empties its cache
+    other = _cubic_problem()
+    old = LogPosterior(other)._logp
+    with other.model:
+        pm.Normal("extra", 0.0, 1.0)
+    assert LogPosterior(other)._logp is not old
+    assert LogPosterior(other).size == 3
 
 
 def test_with_data_rebuilds_a_discrepancy_block_and_matches_a_fresh_problem():

@@ -10,6 +10,9 @@ alone (a handful of coordinates) with the log marginal likelihood ``log p(d | θ
 ``pm.Potential``, and every ``θ`` draw gets one exact draw of the fields from ``p(m | θ, d)``. The
 result has the layout of NUTS on the full model.
 
+The data enter the compiled graphs as shared variables, so a ``problem.with_data`` copy fits
+its new data with the marginal model compiled for the first (:meth:`CollapsedProblem.for_problem`).
+
 The problem's conditional system comes from the exact path itself
 (:meth:`bayesjoint.JointInversion.linear_gaussian_system`) applied to a copy of the problem in
 which every learned factor is 1, so whatever that path can express (sparse operators,
@@ -19,6 +22,7 @@ observation operators, fixed discrepancies, linear couplings) the collapsed rout
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import time
 import warnings
@@ -157,13 +161,30 @@ def _dense(matrix: Any) -> np.ndarray:
     return np.asarray(matrix.toarray() if sp.issparse(matrix) else matrix, dtype=float)
 
 
+def _compression(w: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Return ``(R, Q)`` of the thin QR factorization ``W = Q R`` of the operator rows ``W``.
+
+    ``(W, None)`` when ``W`` has no more rows than columns (nothing to compress). It depends on
+    the operator only, not on the data.
+    """
+    if w.shape[0] <= w.shape[1]:
+        return w, None
+    q, r = np.linalg.qr(w)
+    return r, q
+
+
+def _compressed_data(q: np.ndarray | None, e: np.ndarray) -> tuple[np.ndarray, float]:
+    """Return ``(b, ρ)`` with ``‖e − W x‖² = ρ + ‖b − R x‖²`` for all ``x`` (see _compression)."""
+    if q is None:
+        return e, 0.0
+    b = q.T @ e
+    return b, float(np.sum((e - q @ b) ** 2))
+
+
 def _compress(w: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """Return ``(R, b, ρ)`` with ``‖e − W x‖² = ρ + ‖b − R x‖²`` for all ``x`` (thin QR)."""
-    if w.shape[0] <= w.shape[1]:
-        return w, e, 0.0
-    q, r = np.linalg.qr(w)
-    b = q.T @ e
-    return r, b, float(np.sum((e - q @ b) ** 2))
+    r, q = _compression(w)
+    return (r, *_compressed_data(q, e))
 
 
 class _LogdetAndSolve(Op):
@@ -476,6 +497,12 @@ class CollapsedProblem:
     The factorizations are Ops with analytic gradients (one Cholesky factorization forward, one
     inverse backward). Given ``θ`` a draw is exact: see :meth:`conditional_draws`.
 
+    Only ``e`` depends on the data. What derives from it (``b_k = Q_kᵀ e_k``, ``ρ_k``,
+    ``R_kᵀ b_k``, ``e_S``, the closed form's projections) enters the graphs as shared
+    variables, the operators' pieces (``R_k``, ``Q_k``, ``M_j``, eigenvectors) as constants, so
+    the collapsed problem of new data (:meth:`for_problem`, which the route takes for a
+    ``problem.with_data`` copy) reuses this one's model of ``θ`` and compiled functions.
+
     Examples
     --------
     ``x ~ N(0, 2²)`` measured once (3.0) with a learned noise sd ``s``: ``d ~ N(0, 2² + s²)``.
@@ -496,6 +523,9 @@ class CollapsedProblem:
             raise ValueError(f"form={form!r}; choose 'auto', 'parameter' or 'data'")
         plan = _plan(problem)
         self._plan = plan
+        # what the copies of for_problem() share: the operators' pieces, the shared data
+        # variables, the compiled functions and the model of θ (see for_problem)
+        self._shared_state: dict[str, Any] = {"structures": {}, "tensors": {}, "functions": {}}
         self.theta = dict(plan.theta)
         self._check_free_variables(problem)
         n = int(sum(var.size for var in problem.latent.values()))
@@ -543,13 +573,8 @@ class CollapsedProblem:
         """Return the whitened blocks of the conditional system and ``log det R²``."""
         plan = self._plan
         whitened = [_dense(w) for w in system.whitened()]
-        operators = [_dense(g) for g in system.operators]
-        rows = {
-            name: (w, np.asarray(r, dtype=float) - g @ self.prior_mean)
-            for name, w, g, r in zip(
-                system.modalities, whitened, operators, system.residuals, strict=True
-            )
-        }
+        data = self._data_rows(system)
+        rows = {name: (w, data[name]) for name, w in zip(system.modalities, whitened, strict=True)}
         blocks: list[_Block] = []
         log_det = 0.0
         for block, mods in problem.blocks():
@@ -573,6 +598,80 @@ class CollapsedProblem:
                 log_det += 2.0 * float(np.sum(np.log(sd)))
             blocks.append(_Block(coupling.name, *rows[coupling.name], factor=theta))
         return blocks, log_det
+
+    def _data_rows(self, system: Any) -> dict[str, np.ndarray]:
+        """Return ``e_k = R_k⁻¹ (d_k − b_k) − G_k μ`` per block of the conditional system."""
+        return {
+            name: np.asarray(r, dtype=float) - _dense(g) @ self.prior_mean
+            for name, g, r in zip(
+                system.modalities, system.operators, system.residuals, strict=True
+            )
+        }
+
+    def for_problem(self, problem: Any) -> CollapsedProblem:
+        """Return the collapsed problem of ``problem``, which differs from this one's in its data.
+
+        Parameters
+        ----------
+        problem : JointInversion
+            This problem with other data (:meth:`~bayesjoint.JointInversion.with_data`, whose
+            copies share the PyMC model): the same latent variables, operators, noise models,
+            couplings and data shapes.
+
+        Returns
+        -------
+        CollapsedProblem
+            A copy that shares the operators' pieces (QR and eigen factorizations, Gram
+            matrices), the model of ``θ`` and every compiled function with this one, and holds
+            the whitened data rows of ``problem``: the conditional system's data vector is
+            assembled afresh, nothing is compiled again (the graphs read the data through
+            shared variables, set to the copy's values whenever it is used). Its results are
+            those of a collapsed problem built afresh on ``problem``.
+
+        Raises
+        ------
+        ValueError
+            When ``problem``'s data shapes differ from this one's, the data of a discrepancy
+            block differ (its plan may read them), or its model samples a variable the route
+            neither integrates out nor samples.
+        """
+        shapes = {name: m.data.shape for name, m in problem.modalities.items()}
+        own = {name: m.data.shape for name, m in self._modalities.items()}
+        latent = {name: var.shape for name, var in self._latent.items()}
+        if shapes != own or dict(problem.latent_shapes) != latent:
+            raise ValueError(
+                f"the problem has data of shapes {shapes} and latent shapes "
+                f"{dict(problem.latent_shapes)}; this collapsed problem was built for {own} and "
+                f"{latent}: build the collapsed problem afresh (CollapsedProblem(problem))"
+            )
+        for block, mods in problem.blocks():
+            if block in problem.discrepancy_blocks and any(
+                not np.array_equal(m.data, self._modalities[m.name].data) for m in mods
+            ):
+                raise ValueError(
+                    f"discrepancy block {block!r} has new data, and its plan may read them; "
+                    "build the collapsed problem afresh (CollapsedProblem(problem))"
+                )
+        self._check_free_variables(problem)
+        system = _shadow(problem, self._plan).linear_gaussian_system()
+        rows = self._data_rows(system)
+        blocks = []
+        for block in self._blocks:
+            if block.discrepancy is not None:
+                e = np.concatenate([rows[m.name] for m in block.discrepancy.block.modalities])
+            else:
+                e = rows[block.name]
+            if e.shape != block.e.shape:
+                raise ValueError(
+                    f"block {block.name!r} has {e.size} data rows, the collapsed problem "
+                    f"{block.e.size}; build the collapsed problem afresh (CollapsedProblem(...))"
+                )
+            blocks.append(dataclasses.replace(block, e=e))
+        new = copy.copy(self)
+        new.__dict__.pop("_constants", None)  # this problem's data pieces: its own
+        new._blocks = blocks
+        new._modalities = dict(problem.modalities)
+        return new
 
     def _dense_block(self, name: str, disc: Any, rows: Mapping[str, Any]) -> _Block:
         plan = self._plan
@@ -748,7 +847,51 @@ class CollapsedProblem:
 
     @cached_property
     def _constants(self) -> dict[str, dict[str, Any]]:
-        return {}
+        return {}  # this problem's own (its data's) pieces, per form; see _form_constants
+
+    def _structure(self, form: str) -> dict[str, Any]:
+        """Return the pieces of ``form`` that do not depend on the data, computed once.
+
+        ``inside``: per compressed parameter-space entry ``(θ name or None, rows, R, Q, block
+        indices)`` (see :func:`_compression`); ``outside``: the indices of the data-space blocks
+        (diagonal noise first); ``w``: their stacked rows; ``grams`` (data form); ``single``
+        (parameter form, see :meth:`_single_scale`). Shared by the copies of
+        :meth:`for_problem`, which differ from this problem in their data only.
+        """
+        structures = self._shared_state["structures"]
+        if form in structures:
+            return structures[form]
+        blocks = self._blocks
+        inside = [k for k, b in enumerate(blocks) if self._in_parameter_space(b, form)]
+        outside = [k for k, b in enumerate(blocks) if not self._in_parameter_space(b, form)]
+        outside.sort(key=lambda k: blocks[k].discrepancy is not None)  # diagonal noise first
+        entries: list[tuple[Any, ...]] = []
+        fixed = [k for k in inside if blocks[k].factor is None]
+        if fixed:
+            w = np.vstack([blocks[k].w for k in fixed])
+            rows = int(sum(blocks[k].e.size for k in fixed))
+            entries.append((None, rows, *_compression(w), fixed))
+        entries += [
+            (blocks[k].factor, blocks[k].e.size, *_compression(blocks[k].w), [k])
+            for k in inside
+            if blocks[k].factor
+        ]
+        struct: dict[str, Any] = {"inside": entries, "outside": outside}
+        if outside:
+            w = np.vstack([blocks[k].w for k in outside])
+            struct["w"] = w
+            if form == "data":
+                groups: dict[str | None, list[slice]] = {}
+                for cols, key in self._columns:
+                    groups.setdefault(key, []).append(cols)
+                struct["grams"] = {}
+                for key, slices in groups.items():
+                    part = np.hstack([w[:, cols] for cols in slices])
+                    struct["grams"][key] = part @ part.T
+        if form == "parameter":
+            struct["single"] = self._single_scale(entries, struct.get("w"))
+        structures[form] = struct
+        return struct
 
     def _form_constants(self, form: str) -> dict[str, Any]:
         """Precomputed pieces of a form: the compressed parameter-space blocks, the data rows.
@@ -757,38 +900,82 @@ class CollapsedProblem:
         the thin QR factorization ``W = Q R``, ``b = Qᵀ e``, ``ρ = ‖e − Q b‖²``, so that
         ``‖e − W x‖² = ρ + ‖b − R x‖²`` with at most ``n`` rows; the known-noise blocks are
         stacked into one. Data form: ``M_j = W_{:,j} W_{:,j}ᵀ`` per group of columns sharing a
-        scale.
+        scale. ``R``, ``Q``, ``M_j`` and the closed form's eigenvectors depend on the operators
+        only (:meth:`_structure`, computed once); ``b``, ``ρ``, the data rows ``e_S`` and what
+        derives from them are this problem's (``terms``: what the graphs read through shared
+        variables, see :meth:`_tensors`).
         """
         if form in self._constants:
             return self._constants[form]
-        inside = [b for b in self._blocks if self._in_parameter_space(b, form)]
-        outside = [b for b in self._blocks if not self._in_parameter_space(b, form)]
-        outside.sort(key=lambda b: b.discrepancy is not None)  # diagonal noise first (stable)
-        compressed = []
-        fixed = [b for b in inside if b.factor is None]
-        if fixed:
-            w = np.vstack([b.w for b in fixed])
-            e = np.concatenate([b.e for b in fixed])
-            compressed.append((None, e.size, *_compress(w, e)))
-        compressed += [(b.factor, b.e.size, *_compress(b.w, b.e)) for b in inside if b.factor]
-        const: dict[str, Any] = {"inside": compressed, "outside": outside}
+        struct = self._structure(form)
+        blocks = self._blocks
+        inside = []
+        for key, rows, r, q, indices in struct["inside"]:
+            e = (
+                np.concatenate([blocks[k].e for k in indices])
+                if key is None
+                else blocks[indices[0]].e
+            )
+            inside.append((key, rows, r, *_compressed_data(q, e)))
+        outside = [blocks[k] for k in struct["outside"]]
+        const: dict[str, Any] = {"inside": inside, "outside": outside}
         if outside:
-            w = np.vstack([b.w for b in outside])
-            const["w"] = w
+            const["w"] = struct["w"]
             const["e"] = np.concatenate([b.e for b in outside])
+            if "grams" in struct:
+                const["grams"] = struct["grams"]
         if form == "parameter":
-            const["single"] = self._single_scale(compressed, const.get("w"))
+            single = struct["single"]
+            const["single"] = None if single is None else self._single_data(single, inside)
+        terms: dict[str, np.ndarray] = {}
+        for k, (_, _, r, b, rho) in enumerate(inside):
+            terms[f"b{k}"] = np.asarray(b, dtype=float)
+            terms[f"rho{k}"] = np.asarray(rho, dtype=float)
+            terms[f"rb{k}"] = r.T @ b
         if outside:
-            if form == "data":
-                groups: dict[str | None, list[slice]] = {}
-                for cols, key in self._columns:
-                    groups.setdefault(key, []).append(cols)
-                const["grams"] = {}
-                for key, slices in groups.items():
-                    part = np.hstack([w[:, cols] for cols in slices])
-                    const["grams"][key] = part @ part.T
+            terms["e"] = const["e"]
+        if const.get("single") is not None:
+            single = const["single"]
+            base, rho_learned, weights, _ = single["misfit"]
+            terms.update(
+                {name: np.asarray(single[name], dtype=float) for name in ("g0", "g1", "t0", "t1")}
+            )
+            terms["base"] = np.asarray(base, dtype=float)
+            terms["rho_learned"] = np.asarray(rho_learned, dtype=float)
+            terms["weights"] = weights
+        const["terms"] = terms
         self._constants[form] = const
         return const
+
+    def _tensors(self, form: str) -> dict[str, Any]:
+        """Return the shared variables that hold the data terms of ``form`` in the graphs.
+
+        One set per form for this problem and its copies (:meth:`for_problem`), set to this
+        problem's values (:meth:`_bind`): the compiled graphs read the data through them, so
+        new data need no new compilation.
+        """
+        shared = self._shared_state["tensors"].setdefault(form, {})
+        for name, value in self._form_constants(form)["terms"].items():
+            if name not in shared:
+                shared[name] = pytensor.shared(value, name=f"collapsed_{form}_{name}")
+        self._bind()
+        return shared
+
+    def _bind(self) -> None:
+        """Set the shared data variables (every form built so far) to this problem's values."""
+        for form, shared in self._shared_state["tensors"].items():
+            terms = self._form_constants(form)["terms"]
+            for name, variable in shared.items():
+                value = terms[name]
+                current = variable.get_value(borrow=True)
+                if current is value:
+                    continue
+                if np.shape(current) != np.shape(value):  # pragma: no cover - a copy's data
+                    raise ValueError(  # keep their shape (with_data refuses others)
+                        f"collapsed data term {name!r} has shape {np.shape(value)}, the compiled "
+                        f"graph {np.shape(current)}; build the collapsed problem afresh"
+                    )
+                variable.set_value(value, borrow=True)
 
     def _single_scale(self, compressed: list, w_outside: np.ndarray | None) -> dict | None:
         """Precompute ``P_B = A₀ + c(θ) A₁`` in closed form when one scalar ``c`` moves it.
@@ -806,6 +993,10 @@ class CollapsedProblem:
         outside the range of its rows, ``k`` 1 or ``1/f²``): a sum of non-negative terms, no
         division by a singular value, ``O(n)`` per evaluation (and ``O(N_S² n)`` for the
         data-space rows). Returns None otherwise.
+
+        The entries of ``compressed`` are those of :meth:`_structure` (``θ`` name first, ``R``
+        third); what is returned depends on the operators only, and :meth:`_single_data` adds
+        the data's part (``g₀, g₁, Tᵀg₀, Tᵀg₁``, the misfit's terms).
         """
         keys = {key for _, key in self._columns}
         if len(keys) != 1:
@@ -817,18 +1008,14 @@ class CollapsedProblem:
             return None
         n = self.n
 
-        def stack(parts: list) -> tuple[np.ndarray, np.ndarray, float]:
-            if not parts:
-                return np.zeros((0, n)), np.zeros(0), 0.0
-            r = np.vstack([p[2] for p in parts])
-            return r, np.concatenate([p[3] for p in parts]), float(sum(p[4] for p in parts))
+        def stack(parts: list) -> np.ndarray:
+            return np.vstack([p[2] for p in parts]) if parts else np.zeros((0, n))
 
-        r_f, b_f, rho_f = stack(fixed)
-        r_g, b_g, rho_g = stack(scaled)
+        r_f, r_g = stack(fixed), stack(scaled)
         if field_key is not None and fixed:  # P = I + s² Q_F
-            kind, a0, (r_m, b_m, rho_m) = "one", np.eye(n), (r_f, b_f, rho_f)
+            kind, a0, r_m = "one", np.eye(n), r_f
         else:  # P = (I + Q_F) + (s² / f²) Q_G, with s = 1 or Q_F = 0
-            kind, a0, (r_m, b_m, rho_m) = "inv_f2", np.eye(n) + r_f.T @ r_f, (r_g, b_g, rho_g)
+            kind, a0, r_m = "inv_f2", np.eye(n) + r_f.T @ r_f, r_g
         chol = sla.cholesky(a0, lower=True)
         moving = sla.solve_triangular(chol, r_m.T, lower=True).T  # R L⁻ᵀ
         if moving.shape[0]:
@@ -838,9 +1025,39 @@ class CollapsedProblem:
         rank = sig.size
         lam = np.zeros(n)
         lam[:rank] = sig**2
+        t = sla.solve_triangular(chol.T, vt.T, lower=False)  # L⁻ᵀ V
+        return {
+            "field": field_key,
+            "noise": scaled[0][0] if scaled else None,
+            "c_from_fixed": kind == "one",
+            "a0": a0,
+            "a1": r_m.T @ r_m,
+            "t": t,
+            "lam": lam,
+            "logdet_a0": 2.0 * float(np.sum(np.log(np.diag(chol)))),
+            "u": None if w_outside is None else w_outside @ t,
+            "basis": (kind, r_f, r_g, chol, left, sig, vt),
+        }
+
+    def _single_data(self, single: dict, compressed: list) -> dict:
+        """Return :meth:`_single_scale`'s ``single`` with the data's part of ``compressed``.
+
+        ``compressed``: this problem's ``(θ name or None, rows, R, b, ρ)`` entries.
+        """
+        n = self.n
+        kind, r_f, r_g, chol, left, sig, vt = single["basis"]
+        rank = sig.size
+
+        def stack(parts: list) -> tuple[np.ndarray, float]:
+            if not parts:
+                return np.zeros(0), 0.0
+            return np.concatenate([p[3] for p in parts]), float(sum(p[4] for p in parts))
+
+        b_f, rho_f = stack([c for c in compressed if c[0] is None])
+        b_g, rho_g = stack([c for c in compressed if c[0] is not None])
+        b_m, rho_m = (b_f, rho_f) if kind == "one" else (b_g, rho_g)
         beta = left[:, :rank].T @ b_m
         outside_range = rho_m + float(np.sum((b_m - left[:, :rank] @ beta) ** 2))
-        t = sla.solve_triangular(chol.T, vt.T, lower=False)  # L⁻ᵀ V
         g0, g1 = r_f.T @ b_f, r_g.T @ b_g
         weights = np.zeros(n)
         if kind == "one":
@@ -852,20 +1069,13 @@ class CollapsedProblem:
             rho_learned = outside_range
             y0 = vt @ (chol.T @ z0)
             weights[:rank] = (beta - sig * y0[:rank]) ** 2
+        t = single["t"]
         return {
-            "field": field_key,
-            "noise": scaled[0][0] if scaled else None,
-            "c_from_fixed": kind == "one",
-            "a0": a0,
-            "a1": r_m.T @ r_m,
+            **single,
             "g0": g0,
             "g1": g1,
-            "t": t,
-            "lam": lam,
-            "logdet_a0": 2.0 * float(np.sum(np.log(np.diag(chol)))),
             "t0": t.T @ g0,
             "t1": t.T @ g1,
-            "u": None if w_outside is None else w_outside @ t,
             "misfit": (base, rho_learned, weights, kind),
         }
 
@@ -876,28 +1086,32 @@ class CollapsedProblem:
         prior); ``mode`` = ``P_B⁻¹ h_B`` with ``logdet_p``; ``misfit`` = ``J_B(mode)`` and
         ``logdet_noise`` = ``Σ_B N_k log f_k²``; for the data-space rows: ``noise`` (``Σ̃_S``),
         ``cov`` (``Σ̃_S + W_S D P_B⁻¹ D W_Sᵀ``) and ``resid`` (``e_S − W_S D mode``); ``scales``:
-        ``diag D`` (None when no field sd is learned).
+        ``diag D`` (None when no field sd is learned). The data enter through shared variables
+        (:meth:`_tensors`), the operators as constants.
         """
         const = self._form_constants(form)
+        data = self._tensors(form)
         d = self._column_scales(theta)
         out: dict[str, Any] = {"scales": d}
         gram = pt.zeros((self.n, self.n))
         rhs = pt.zeros(self.n)
-        rows: list[tuple[Any, np.ndarray, np.ndarray, float]] = []
+        rows: list[tuple[Any, np.ndarray, Any, Any]] = []
         logdet_noise = pt.as_tensor_variable(0.0)
-        for key, _, r, b, rho in const["inside"]:
+        for k, (key, _, r, _, _) in enumerate(const["inside"]):
             if key is None:
                 gram = gram + r.T @ r
-                rhs = rhs + r.T @ b
-                rows.append((1.0, r, b, rho))
-        scaled = [c for c in const["inside"] if c[0] is not None]
+                rhs = rhs + data[f"rb{k}"]
+                rows.append((1.0, r, data[f"b{k}"], data[f"rho{k}"]))
+        scaled = [(k, c) for k, c in enumerate(const["inside"]) if c[0] is not None]
         if scaled:
-            f = pt.stack([pt.as_tensor_variable(theta[c[0]], dtype="float64") for c in scaled])
+            f = pt.stack([pt.as_tensor_variable(theta[c[0]], dtype="float64") for _, c in scaled])
             inv = 1.0 / f**2
-            gram = gram + pt.tensordot(inv, np.stack([c[2].T @ c[2] for c in scaled]), axes=1)
-            rhs = rhs + pt.dot(inv, np.stack([c[2].T @ c[3] for c in scaled]))
-            logdet_noise = pt.dot(np.asarray([c[1] for c in scaled], float), pt.log(f**2))
-            rows += [(inv[k], c[2], c[3], c[4]) for k, c in enumerate(scaled)]
+            gram = gram + pt.tensordot(inv, np.stack([c[2].T @ c[2] for _, c in scaled]), axes=1)
+            rhs = rhs + pt.dot(inv, pt.stack([data[f"rb{k}"] for k, _ in scaled]))
+            logdet_noise = pt.dot(np.asarray([c[1] for _, c in scaled], float), pt.log(f**2))
+            rows += [
+                (inv[j], c[2], data[f"b{k}"], data[f"rho{k}"]) for j, (k, c) in enumerate(scaled)
+            ]
         outside = const["outside"]
         single = const.get("single")
         if single is not None:
@@ -908,14 +1122,16 @@ class CollapsedProblem:
             c = sd**2 if single["c_from_fixed"] else sd**2 * inv_f2
             lam = pt.constant(single["lam"])
             delta = 1.0 / (1.0 + c * lam)
-            y = sd * (single["t0"] + inv_f2 * pt.constant(single["t1"]))
+            y = sd * (data["t0"] + inv_f2 * data["t1"])
             precision = single["a0"] + c * pt.constant(single["a1"])
-            rhs = sd * (single["g0"] + inv_f2 * pt.constant(single["g1"]))
+            rhs = sd * (data["g0"] + inv_f2 * data["g1"])
             logdet_p = single["logdet_a0"] + pt.sum(pt.log1p(c * lam))
             mode = pt.dot(pt.constant(single["t"]), delta * y)
-            base, rho_g, weights, kind = single["misfit"]
+            kind = single["misfit"][3]
             k = 1.0 if kind == "one" else inv_f2
-            misfit = base + inv_f2 * rho_g + k * pt.sum(weights * delta)
+            misfit = (
+                data["base"] + inv_f2 * data["rho_learned"] + k * pt.sum(data["weights"] * delta)
+            )
             out.update(delta=delta, y=y, sd=pt.as_tensor_variable(sd, dtype="float64"))
         else:
             if d is not None:
@@ -967,14 +1183,14 @@ class CollapsedProblem:
             for key, m in const["grams"].items():
                 scale = 1.0 if key is None else pt.as_tensor_variable(theta[key], "float64") ** 2
                 cov = cov + scale * pt.constant(m)
-            resid = pt.constant(const["e"])
+            resid = data["e"]
         elif single is not None:
             u = pt.constant(single["u"])
             cov = noise + sd**2 * pt.dot(u * delta[None, :], u.T)
-            resid = const["e"] - sd * pt.dot(u, delta * y)
+            resid = data["e"] - sd * pt.dot(u, delta * y)
         else:
             cov = noise + wd @ solved[:, 1:]  # Σ̃_S + W_S D P_B⁻¹ D W_Sᵀ
-            resid = const["e"] - pt.dot(wd, mode)
+            resid = data["e"] - pt.dot(wd, mode)
         out.update(noise=noise, cov=cov, resid=resid)
         return out
 
@@ -1001,9 +1217,10 @@ class CollapsedProblem:
     def _scalars(self) -> dict[str, Any]:
         return {name: pt.dscalar(name) for name in self.theta}
 
-    @cached_property
+    @property
     def _functions(self) -> dict[tuple[str, bool], Any]:
-        return {}
+        """The compiled log marginal likelihoods by ``(form, gradient)`` (shared by copies)."""
+        return self._shared_state["functions"]
 
     def log_marginal_likelihood(
         self, theta: Mapping[str, float], *, form: str | None = None, gradient: bool = False
@@ -1030,14 +1247,19 @@ class CollapsedProblem:
         missing = sorted(set(self.theta) - set(theta))
         if missing:
             raise ValueError(f"theta has no value for {missing}")
+        self._bind()
         out = self._functions[key](*[float(theta[name]) for name in self.theta])
         if not gradient:
             return float(out[0])
         return float(out[0]), {name: float(g) for name, g in zip(self.theta, out[1:], strict=True)}
 
-    @cached_property
+    @property
     def model(self) -> pm.Model:
         """The PyMC model of ``θ``: the full model's priors and ``log p(d | θ)`` as a Potential.
+
+        Built once and shared with the copies of :meth:`for_problem`; the data enter through
+        shared variables set to this problem's values whenever the model is read, so sample
+        through this attribute (not a model object held on to from a copy).
 
         A learned link scatter also gets the link's normalizer ``−log Z(σ)`` as the potential
         ``<coupling>_normalizer``, built by the coupling as in the full model
@@ -1046,17 +1268,33 @@ class CollapsedProblem:
         product ``p(m) Π N(r_i; 0, σ²)``, and the normalizer turns it into the evidence of the
         normalized joint prior.
         """
-        with pm.Model() as model:
-            theta = self.build_theta()
-            pm.Potential("log_marginal_likelihood", self.log_marginal_likelihood_graph(theta))
-            for name, key in self._plan.scatter.items():
-                # the full model's build has warned already where no normalizer applies
-                self._couplings[name].build_normalizer(theta[key], self._latent, warn=False)
-        return model
+        state = self._shared_state
+        if "model" not in state:
+            with pm.Model() as model:
+                theta = self.build_theta()
+                pm.Potential("log_marginal_likelihood", self.log_marginal_likelihood_graph(theta))
+                for name, coupling in self._couplings.items():
+                    # in build order, fixed linear links too: links sharing fields with a learned
+                    # one are normalized jointly; the full model's build has warned already
+                    if isinstance(coupling, Petrophysical):
+                        key = self._plan.scatter.get(name)
+                        scatter = None if key is None else theta[key]
+                        coupling.build_normalizer(scatter, self._latent, warn=False)
+            state["model"] = model
+        self._bind()
+        return state["model"]
 
     # -- conditional draws --------------------------------------------------------------------
-    @cached_property
+    @property
     def _conditional_function(self) -> Any:
+        """The compiled conditional pieces at one ``θ`` (shared by copies, bound to this one)."""
+        state = self._shared_state
+        if "conditional" not in state:
+            state["conditional"] = self._compile_conditional()
+        self._bind()
+        return state["conditional"]
+
+    def _compile_conditional(self) -> Any:
         scalars = self._scalars()
         pieces = self._pieces(scalars, self.form)
         d = pieces["scales"]
@@ -1068,18 +1306,27 @@ class CollapsedProblem:
             outputs += [pieces["cov"], pieces["noise"]]
         return pytensor.function(list(scalars.values()), outputs, on_unused_input="ignore")
 
-    @cached_property
+    @property
     def _conditional_batched(self) -> Any:
         """:attr:`_conditional_function` over vectors of θ draws (one call), or None.
 
         Vectorized with pytensor over a leading draw axis; outputs that do not depend on ``θ``
-        are broadcast. None when pytensor cannot vectorize the graph.
+        are broadcast. None when pytensor cannot vectorize the graph. Compiled once, shared by
+        copies (the data are its shared inputs).
         """
+        state = self._shared_state
+        if "batched" not in state:
+            state["batched"] = self._compile_batched()
+        self._bind()
+        return state["batched"]
+
+    def _compile_batched(self) -> Any:
         from pytensor.graph.replace import vectorize_graph
 
         scalars = self._scalars()
         outputs = self._conditional_function.maker.fgraph.outputs
-        inputs = self._conditional_function.maker.fgraph.inputs
+        # the θ scalars come first; the shared data variables follow and stay as they are
+        inputs = self._conditional_function.maker.fgraph.inputs[: len(scalars)]
         vectors = [pt.dvector(name) for name in scalars]
         try:
             graph = vectorize_graph(outputs, replace=dict(zip(inputs, vectors, strict=True)))
@@ -1284,10 +1531,18 @@ class CollapsedProblem:
 
 
 _BUILT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: The first collapsed problem built for each PyMC model of a problem: the copies that
+#: ``problem.with_data`` makes share that model (only when no discrepancy block's data change),
+#: and their collapsed problems are its copies with their own data (CollapsedProblem.for_problem)
+_BY_MODEL: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def collapsed_problem(problem: Any) -> CollapsedProblem:
     """Return the :class:`CollapsedProblem` of ``problem``, built once per problem.
+
+    A problem from :meth:`~bayesjoint.JointInversion.with_data` that shares its PyMC model with
+    one whose collapsed problem was built gets a copy of that one with its own data
+    (:meth:`CollapsedProblem.for_problem`): nothing is factorized or compiled again.
 
     Raises
     ------
@@ -1296,8 +1551,14 @@ def collapsed_problem(problem: Any) -> CollapsedProblem:
         every call, without rebuilding).
     """
     if problem not in _BUILT:
+        model = getattr(problem, "_model", None)  # built: with_data copies share it
+        template = _BY_MODEL.get(model) if model is not None else None
         try:
-            _BUILT[problem] = CollapsedProblem(problem)
+            if template is not None:
+                _BUILT[problem] = template.for_problem(problem)
+            else:
+                _BUILT[problem] = CollapsedProblem(problem)
+                _BY_MODEL[problem.model] = _BUILT[problem]
         except ValueError as err:
             _BUILT[problem] = err
     built = _BUILT[problem]

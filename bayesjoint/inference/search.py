@@ -355,6 +355,27 @@ def _model_of(problem: Any) -> pm.Model:
 
 _TARGETS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
+#: The compiled functions of :class:`LogPosterior` per model, with the model's variables they
+#: were compiled for: every LogPosterior of one model (the copies of ``problem.with_data`` share
+#: theirs, the data being shared variables) reuses them until a variable is added to the model
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _compiled_functions(model: pm.Model) -> dict[str, Any]:
+    """Return the cache of compiled functions of ``model`` (emptied when its variables change)."""
+    variables = (
+        *model.value_vars,
+        *model.observed_RVs,
+        *model.potentials,
+        *model.deterministics,
+    )
+    entry = _COMPILED.get(model)
+    same = entry is not None and len(entry["variables"]) == len(variables)
+    if not (same and all(a is b for a, b in zip(entry["variables"], variables, strict=True))):
+        entry = {"variables": variables, "functions": {}}
+        _COMPILED[model] = entry
+    return entry["functions"]
+
 
 def log_posterior(problem: Any) -> LogPosterior:
     """Return the :class:`LogPosterior` of a problem, compiled once per model and cached.
@@ -460,14 +481,25 @@ class LogPosterior:
             f: tuple(info[1]) for f, info in zip(self.free_names, self._info, strict=True)
         }
         self.transforms = {rv.name: model.rvs_to_transforms.get(rv, None) for rv in model.free_RVs}
-        self._logp = model.compile_logp(jacobian=True)
-        self._dlogp = model.compile_dlogp(jacobian=True)
+        # compiled once per model (see _compiled_functions): a problem.with_data copy, whose
+        # data are the model's shared variables, compiles nothing
+        self._compiled = _compiled_functions(model)
+        if "logp" not in self._compiled:
+            self._compiled["logp"] = model.compile_logp(jacobian=True)
+            self._compiled["dlogp"] = model.compile_dlogp(jacobian=True)
+        self._logp = self._compiled["logp"]
+        self._dlogp = self._compiled["dlogp"]
         names = get_default_varnames(model.unobserved_value_vars, include_transformed=False)
         self.latent_names = [v.name for v in names]
         self._latent_vars = names
         self._latent_fn: Any = None
         self._forward_fn: Any = None
         self.n_evaluations = 0
+
+    def _bind(self) -> None:
+        """Set the model's shared data to this problem's (copies from ``with_data`` share it)."""
+        if self.problem is not self.model:
+            _model_of(self.problem)  # JointInversion.model sets the data on reading
 
     # -- flat vector <-> points -----------------------------------------------------------
     def point(self, x: Any) -> dict[str, np.ndarray]:
@@ -477,12 +509,15 @@ class LogPosterior:
     def latent(self, x: Any) -> dict[str, np.ndarray]:
         """Return every named latent value (free variables and deterministics) in its own units."""
         if self._latent_fn is None:
-            self._latent_fn = self.model.compile_fn(
-                self._latent_vars,
-                inputs=self.model.value_vars,
-                point_fn=True,
-                on_unused_input="ignore",
-            )
+            if "latent" not in self._compiled:
+                self._compiled["latent"] = self.model.compile_fn(
+                    self._latent_vars,
+                    inputs=self.model.value_vars,
+                    point_fn=True,
+                    on_unused_input="ignore",
+                )
+            self._latent_fn = self._compiled["latent"]
+        self._bind()
         values = self._latent_fn(self.point(x))
         return {n: np.asarray(v) for n, v in zip(self.latent_names, values, strict=True)}
 
@@ -492,6 +527,8 @@ class LogPosterior:
         return {n: values[n] for n in self.free_names}
 
     def _forward(self) -> Any:
+        if self._forward_fn is None and "forward" in self._compiled:
+            self._forward_fn = self._compiled["forward"]
         if self._forward_fn is None:
             from pymc.model.transform.conditioning import remove_value_transforms
 
@@ -507,7 +544,7 @@ class LogPosterior:
             fn = plain.compile_fn(
                 outs, inputs=plain.value_vars, point_fn=True, on_unused_input="ignore"
             )
-            self._forward_fn = fn
+            self._forward_fn = self._compiled["forward"] = fn
         return self._forward_fn
 
     def to_flat(self, values: Mapping[str, Any]) -> np.ndarray:
@@ -557,11 +594,13 @@ class LogPosterior:
     def logp(self, x: Any) -> float:
         """Return ``log p(u | d)`` (up to the evidence), ``-inf`` outside the support."""
         self.n_evaluations += 1
+        self._bind()
         value = float(self._logp(self.point(x)))
         return value if math.isfinite(value) else -math.inf
 
     def dlogp(self, x: Any) -> np.ndarray:
         """Return the gradient of :meth:`logp` (pytensor)."""
+        self._bind()
         return np.asarray(self._dlogp(self.point(x)), dtype=float)
 
     def objective(self, x: Any) -> float:
