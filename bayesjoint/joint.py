@@ -251,8 +251,11 @@ class JointInversion:
             are shared variables of the model, set to the problem's own values whenever its
             :attr:`model` is read, so compiled functions cached on the model (the exact route's)
             are reused. The linear-Gaussian system is assembled afresh (the data vector changes,
-            the operators do not); the collapsed route builds its own. Since the model is
-            shared, a variable added to one copy's model (``with copy.model: ...``) is in every
+            the operators do not). The collapsed route's marginal model, its factorizations of
+            the operators and its compiled functions are shared too (the data enter them as
+            shared variables), and so are the log density and gradient that the preconditioned
+            NUTS route's MAP search compiles on the model. Since the model is shared, a
+            variable added to one copy's model (``with copy.model: ...``) is in every
             copy's, and a model object held on to carries the data of the copy read last:
             sample through the problem (:meth:`sample`), not ``pm.sample(model=...)``.
 
@@ -436,7 +439,11 @@ class JointInversion:
             first of ``exact``, ``collapsed``, ``nuts``, ``nuts-plain`` that applies, logs its
             choice in one line and records it (``route``, ``route_reason``) in the provenance.
         cores : int, optional
-            Parallel chains; PyMC's default when omitted.
+            Chains run at once. Default: one per CPU this process may use, up to ``chains``
+            (PyMC's own default halves the CPU count). The sampling routes run BLAS with the
+            CPUs left over per running chain (one thread when every CPU runs a chain); both
+            figures are recorded (``cores``, ``blas_threads``). See
+            :mod:`bayesjoint.inference.threads`.
         random_seed : int, numpy.random.Generator or numpy.random.SeedSequence, optional
             Seed (a Generator or SeedSequence gives an integer seed drawn from it); when omitted
             one is drawn from OS entropy; the integer is recorded in the provenance.

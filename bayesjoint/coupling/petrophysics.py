@@ -11,15 +11,19 @@ that reads a porosity field through ``1 / wyllie(porosity, ...)``) and as the re
 from __future__ import annotations
 
 import functools
+import importlib.util
 import inspect
 import warnings
+import weakref
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pymc as pm
 import pytensor
 import pytensor.tensor as pt
+import scipy.linalg as sla
 import scipy.sparse as sp
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
@@ -34,6 +38,13 @@ from bayesjoint.priors import Prior
 #: ``n × n`` eigh (measured on one core of the 2-core test machine: 2.5 s at n = 2,048, 21 s at
 #: n = 4,096; 134 MB per matrix at 4,096).
 NORMALIZER_LIMIT = 4096
+#: Largest number of stacked residual elements of links sharing fields that are normalized
+#: jointly: a dense ``N × N`` Cholesky factorization and triangular inverse per log-density
+#: evaluation, value and gradient together (measured on one core of the loaded 2-core test
+#: machine: 1.7 ms at N = 196, 24 ms at 512, 0.11 s at 1,024, 0.70 s at 2,048; the collapsed
+#: route factorizes up to 3,000 per evaluation). Beyond it each learned link is normalized over
+#: its own fields' priors, with a warning.
+JOINT_NORMALIZER_LIMIT = 1024
 
 if TYPE_CHECKING:
     from bayesjoint.latent import LatentVariable
@@ -466,11 +477,21 @@ class Petrophysical(Coupling):
 
     so σ's prior is the one given. Elsewhere (nonlinear relations, learned field
     hyperparameters) ``Z`` is left out with a warning at build time: σ's posterior is then
-    biased toward small values. ``Z`` is taken over the two fields' own priors: other
-    couplings on the same fields are not included in it. Elementwise relations need ``a`` and
-    ``b`` of the same shape (same grid for fields); scalars broadcast. Petrophysical relations
-    are empirical, so a soft link with a scatter that matches the rocks (Mavko et al., *The Rock
-    Physics Handbook*) is more honest than a hard substitution ``b = g(a)``. With
+    biased toward small values. Linear links that share a field (directly or through other
+    linear links, fixed or learned) are normalized jointly: with ``s_j = r_j + ε_j`` the
+    residual of link ``j`` plus its scatter, each link built after others of its group adds
+    ``−log p(s_k = 0 | s_j = 0, j < k)``, and the terms sum to
+
+    .. math:: \log Z(σ_1, …, σ_K) = \log N\big(0;\, m,\, C + \mathrm{diag}(σ_j^2 I_j)\big)
+
+    over the stacked residuals (:meth:`joint_log_normalizer`; one Cholesky factorization of
+    size ``N = Σ n_j`` per evaluation, ``N ≤ JOINT_NORMALIZER_LIMIT``; beyond it each learned
+    link is normalized over its own fields' priors, with a warning). Other couplings on the
+    same fields (nonlinear links, cross-gradients) are not included in ``Z``. Elementwise
+    relations need ``a`` and ``b`` of the same shape (same grid for fields); scalars
+    broadcast. Petrophysical relations are empirical, so a soft link with a scatter that matches
+    the rocks (Mavko et al., *The Rock Physics Handbook*) is more honest than a hard
+    substitution ``b = g(a)``. With
     ``relation="linear"``, a fixed scatter and linear space, the link is one more linear-Gaussian
     factor ``b − slope·a − intercept ~ N(0, s²)`` (:meth:`gaussian_factor`), so the exact path
     and the information budget include it. Positivity: in log space ``b`` and ``g(a)`` must be
@@ -665,11 +686,13 @@ class Petrophysical(Coupling):
     def build(self, latent: Mapping[str, Any], variables: Mapping[str, LatentVariable]) -> None:
         """Add the scatter hyperprior (if learned), the potential and the normalizer.
 
-        The normalizer potential ``<name>_normalizer`` (``−log Z(σ)``) comes with a learned
-        scatter on a linear link between Gaussian priors (see the class Notes).
+        The normalizer potential ``<name>_normalizer`` comes with a learned scatter on a linear
+        link between Gaussian priors, and with a fixed linear link that joins learned ones on
+        shared fields (see the class Notes and :meth:`build_normalizer`).
         """
         if not isinstance(self.scatter, Prior):
             pm.Potential(self.name, self.log_density(latent, variables, self.scatter))
+            self.build_normalizer(None, variables, warn=False)
             return
         scatter = self.scatter.build(f"{self.name}_scatter", (), None)
         pm.Potential(self.name, self.log_density(latent, variables, scatter))
@@ -678,14 +701,132 @@ class Petrophysical(Coupling):
     def build_normalizer(
         self, scatter: Any, variables: Mapping[str, LatentVariable], *, warn: bool = True
     ) -> None:
-        """Add ``−log Z(σ)`` as the potential ``<name>_normalizer`` (learned scatter only).
+        """Add this link's share of ``−log Z`` as the potential ``<name>_normalizer``.
 
-        Adds nothing, with one warning naming the reason, where :meth:`normalizer_spectrum`
-        returns None.
+        Links are normalized in the order they are built into the current model. A learned
+        link alone on its fields adds ``−log Z(σ)`` over the fields' own priors
+        (:meth:`normalizer_spectrum`). A linear link that shares a field (directly or through
+        other links) with linear links built before it adds the conditional term
+        ``−log p(s_k = 0 | s_j = 0, j < k)`` of the stacked residuals ``s_j = r_j + ε_j``, so the
+        terms of a group sum to its joint normalizer
+        ``log Z(σ_1, …, σ_K) = log N(0; m, C + diag(σ_j² I_j))``. A fixed link's term is added
+        only when its group has a learned scatter (otherwise it is a constant).
+
+        Parameters
+        ----------
+        scatter : pytensor scalar or None
+            The learned scatter's tensor; None for a fixed scatter.
+        variables : mapping of str to LatentVariable
+            The declarations of the linked variables.
+        warn : bool, default True
+            Warn where a learned scatter gets no normalizer, or only a separate one.
         """
+        learned = isinstance(self.scatter, Prior)
+        if learned and scatter is None:
+            raise ValueError(
+                f"coupling {self.name!r}: the scatter is learned; pass its tensor as scatter="
+            )
+        if self._linear_reason(variables) is not None:  # no closed-form normalizer
+            if learned:
+                self.normalizer_spectrum(variables, warn=warn)  # warns with the reason
+            return
+        model = pm.modelcontext(None)
+        records = _LINKS.setdefault(model, [])
+        group = _group(records, {self.a[0], self.b})
+        n = variables[self.b].size
+        if learned:
+            variance = pt.square(pt.as_tensor_variable(scatter, dtype="float64")) * np.ones(n)
+        else:
+            variance = np.broadcast_to(self.scatter, variables[self.b].shape).ravel() ** 2.0
+        records.append(_Registered(self, variance, learned))
+        if not group:
+            if learned:
+                self._add_separate(scatter, variables, warn)
+            return
+        if not learned and not any(r.learned for r in group):
+            return  # a constant: no learned scatter in the group
+        owner = f"coupling {self.name!r}"
+        others = [r.coupling.name for r in group]
+        size = n + sum(variables[r.coupling.b].size for r in group)
+        reason = None
+        if size > JOINT_NORMALIZER_LIMIT:
+            reason = (
+                f"the links {others} share fields with it and their stacked residuals have "
+                f"{size} elements, more than JOINT_NORMALIZER_LIMIT={JOINT_NORMALIZER_LIMIT} "
+                "(a Cholesky factorization of that size per log-density evaluation)"
+            )
+        else:
+            moments = joint_normalizer_moments([r.coupling for r in group] + [self], variables)
+            if moments is None:
+                reason = (
+                    f"a field of the links {others} it shares fields with has a prior that is "
+                    "not Gaussian with fixed hyperparameters"
+                )
+        if reason is not None:
+            if learned:
+                if warn:
+                    warnings.warn(
+                        f"{owner}: its learned scatter is normalized over its own fields' priors "
+                        f"only, not jointly: {reason}. The scatters' posterior is then close "
+                        "to, not exactly, that of the normalized joint prior",
+                        stacklevel=3,
+                    )
+                self._add_separate(scatter, variables, warn)
+            return
+        mean, cov, sizes = moments
+        variances = pt.concatenate(
+            [pt.as_tensor_variable(r.variance, dtype="float64") for r in group]
+            + [pt.as_tensor_variable(variance, dtype="float64")]
+        )
+        value = self.joint_log_normalizer(variances, (mean, cov), given=size - sizes[-1])
+        pm.Potential(f"{self.name}_normalizer", -value)
+
+    def _add_separate(self, scatter: Any, variables: Mapping[str, LatentVariable], warn: bool):
         spectrum = self.normalizer_spectrum(variables, warn=warn)
         if spectrum is not None:
             pm.Potential(f"{self.name}_normalizer", -self.log_normalizer(scatter, spectrum))
+
+    def _linear_reason(self, variables: Mapping[str, LatentVariable]) -> str | None:
+        """Return why the link has no closed-form normalizer (nonlinear), or None."""
+        if not self.is_linear or self.use_log(variables) or self.log_latent:
+            return (
+                "its link is not linear in the fields (a nonlinear relation, log space or log "
+                "latents), so the normalizer Z(σ) has no closed form. The factor N(r; 0, σ²) is "
+                "then not normalized over the field priors and σ's posterior is biased toward "
+                "small values; fix the scatter (scatter=<number>) or use relation='linear' with "
+                "log=False"
+            )
+        return None
+
+    def residual_moments(self, variables: Mapping[str, LatentVariable]) -> dict[str, Any] | None:
+        """Return the linear residual's pieces ``r = b − A a − c`` over the fields' priors.
+
+        Returns
+        -------
+        dict or None
+            ``{"op_a": A (n × n_a), "offset": c (n,), "a": (mean, factor), "b": (mean, factor)}``
+            with each field's prior ``N(mean, factor factorᵀ)``; None where the link is not
+            linear or a prior is not Gaussian with fixed hyperparameters.
+        """
+        if self._linear_reason(variables) is not None:
+            return None
+        var_a, var_b = variables[self.a[0]], variables[self.b]
+        ga = var_a.prior.gaussian(var_a.shape, var_a.grid)
+        gb = var_b.prior.gaussian(var_b.shape, var_b.grid)
+        if ga is None or gb is None:
+            return None
+        n = var_b.size
+        slope = np.broadcast_to(np.asarray(self._slope, float), var_b.shape).ravel()
+        cols = np.broadcast_to(np.arange(var_a.size).reshape(var_a.shape), var_b.shape).ravel()
+        op_a = np.zeros((n, var_a.size))
+        np.add.at(op_a, (np.arange(n), cols), slope)
+        offset = np.broadcast_to(np.asarray(self._intercept, float), var_b.shape).ravel()
+        return {
+            "op_a": op_a,
+            "offset": offset.astype(float),
+            "a": tuple(np.asarray(x, float) for x in ga),
+            "b": tuple(np.asarray(x, float) for x in gb),
+        }
 
     def normalizer_spectrum(
         self, variables: Mapping[str, LatentVariable], *, warn: bool = False
@@ -708,46 +849,32 @@ class Petrophysical(Coupling):
         if not isinstance(self.scatter, Prior):
             return None
         owner = f"coupling {self.name!r}"
-        if not self.is_linear or self.use_log(variables) or self.log_latent:
-            reason = (
-                "its link is not linear in the fields (a nonlinear relation, log space or log "
-                "latents), so the normalizer Z(σ) has no closed form. The factor N(r; 0, σ²) is "
-                "then not normalized over the field priors and σ's posterior is biased toward "
-                "small values; fix the scatter (scatter=<number>) or use relation='linear' with "
-                "log=False"
-            )
-        else:
-            var_a, var_b = variables[self.a[0]], variables[self.b]
-            ga = var_a.prior.gaussian(var_a.shape, var_a.grid)
-            gb = var_b.prior.gaussian(var_b.shape, var_b.grid)
-            if ga is None or gb is None:
-                reason = (
-                    "a linked field's prior is not Gaussian with fixed hyperparameters (e.g. a "
-                    "learned field sd), so Z(σ) depends on them and is left out: σ's posterior "
-                    "is biased toward small values; fix the fields' hyperparameters or the scatter"
-                )
-            elif var_b.size > NORMALIZER_LIMIT:
+        reason = self._linear_reason(variables)
+        if reason is None:
+            var_b = variables[self.b]
+            if var_b.size > NORMALIZER_LIMIT:
                 reason = (
                     f"the residual has {var_b.size} elements, more than NORMALIZER_LIMIT="
                     f"{NORMALIZER_LIMIT}, so Z(σ) is left out: σ's posterior is biased toward "
                     "small values; fix the scatter or coarsen the grid"
                 )
             else:
-                n = var_b.size
-                slope = np.broadcast_to(np.asarray(self._slope, float), var_b.shape).ravel()
-                cols = np.broadcast_to(
-                    np.arange(var_a.size).reshape(var_a.shape), var_b.shape
-                ).ravel()
-                op_a = np.zeros((n, var_a.size))
-                np.add.at(op_a, (np.arange(n), cols), slope)
-                offset = np.broadcast_to(np.asarray(self._intercept, float), var_b.shape).ravel()
-                mean_a, fa = (np.asarray(x, float) for x in ga)
-                mean_b, fb = (np.asarray(x, float) for x in gb)
-                la = op_a @ fa
-                cov = fb @ fb.T + la @ la.T
-                m_r = mean_b - op_a @ mean_a - offset
-                eigenvalues, vectors = np.linalg.eigh(0.5 * (cov + cov.T))
-                return np.clip(eigenvalues, 0.0, None), vectors.T @ m_r
+                parts = self.residual_moments(variables)
+                if parts is None:
+                    reason = (
+                        "a linked field's prior is not Gaussian with fixed hyperparameters (e.g. "
+                        "a learned field sd), so Z(σ) depends on them and is left out: σ's "
+                        "posterior is biased toward small values; fix the fields' "
+                        "hyperparameters or the scatter"
+                    )
+                else:
+                    op_a, offset = parts["op_a"], parts["offset"]
+                    (mean_a, fa), (mean_b, fb) = parts["a"], parts["b"]
+                    la = op_a @ fa
+                    cov = fb @ fb.T + la @ la.T
+                    m_r = mean_b - op_a @ mean_a - offset
+                    eigenvalues, vectors = np.linalg.eigh(0.5 * (cov + cov.T))
+                    return np.clip(eigenvalues, 0.0, None), vectors.T @ m_r
         if warn:
             warnings.warn(f"{owner}: learned scatter without a normalizer: {reason}", stacklevel=3)
         return None
@@ -763,8 +890,40 @@ class Petrophysical(Coupling):
         spectrum : tuple of numpy.ndarray
             ``(λ, μ)`` from :meth:`normalizer_spectrum`.
         """
+        _register_backends()
         eigenvalues, projected = spectrum
         return _LOG_NORMALIZER(scatter, pt.constant(eigenvalues), pt.constant(projected**2))
+
+    @staticmethod
+    def joint_log_normalizer(
+        variances: Any, moments: tuple[np.ndarray, np.ndarray], *, given: int = 0
+    ) -> Any:
+        r"""Return ``log N(0; m, C + diag(v)) − log N(0; m_g, C_g + diag(v_g))`` (a tensor).
+
+        Parameters
+        ----------
+        variances : array_like or pytensor vector, shape (N,)
+            ``v``: each stacked residual element's link variance (``σ_j²`` on link ``j``'s rows).
+        moments : tuple of numpy.ndarray
+            ``(m, C)``: the stacked residuals' prior mean (N,) and covariance (N, N), from
+            ``joint_normalizer_moments``.
+        given : int, default 0
+            ``g``: the number of leading elements conditioned on (0: the joint ``log Z``).
+
+        Notes
+        -----
+        With ``S = C + diag(v) = L Lᵀ`` and ``z = L⁻¹ m``, the value is
+        ``−½ (N − g) log 2π − Σ_{i ≥ g} [log L_ii + ½ z_i²]`` (the leading ``g × g`` block of
+        ``L`` is the Cholesky factor of ``S_g``). Its gradient in ``v`` is
+        ``½ (α_i² − (S⁻¹)_ii)`` with ``α = S⁻¹ m``, minus the same for ``S_g`` on the first
+        ``g`` elements, from ``L⁻¹`` (whose leading block is ``L_g⁻¹``). Cost per evaluation of
+        the value and gradient together: one Cholesky factorization and one triangular inverse,
+        ``≈ 2N³/3`` flops; ``N ≤ JOINT_NORMALIZER_LIMIT``.
+        """
+        _register_backends()
+        mean, cov = (np.asarray(x, dtype=float) for x in moments)
+        value, _ = _JointLogNormalizer(int(given))(variances, pt.constant(mean), pt.constant(cov))
+        return value
 
     def gaussian_factor(self, variables: Mapping[str, LatentVariable]) -> GaussianFactor | None:
         """Return ``b − slope·a − intercept ~ N(0, s²)`` for a fixed linear link, else None."""
@@ -832,3 +991,248 @@ class _LogNormalizer(Op):
 
 
 _LOG_NORMALIZER = _LogNormalizer()
+
+
+# -- joint normalization of links that share fields ------------------------------------------
+@dataclass(frozen=True)
+class _Registered:
+    """A linear link built into a model: the coupling, its residual variances, learned or not."""
+
+    coupling: Petrophysical
+    variance: Any  # tensor (learned σ² on each element) or numpy array (fixed scatter²)
+    learned: bool
+
+
+#: The linear links built into each model so far, in build order (see ``build_normalizer``).
+_LINKS: weakref.WeakKeyDictionary[pm.Model, list[_Registered]] = weakref.WeakKeyDictionary()
+
+
+def _group(records: Sequence[_Registered], fields: set[str]) -> list[_Registered]:
+    """Return the records connected to ``fields`` through shared fields, in build order."""
+    fields = set(fields)
+    chosen: set[int] = set()
+    grown = True
+    while grown:
+        grown = False
+        for i, record in enumerate(records):
+            linked = {record.coupling.a[0], record.coupling.b}
+            if i not in chosen and linked & fields:
+                chosen.add(i)
+                fields |= linked
+                grown = True
+    return [records[i] for i in sorted(chosen)]
+
+
+def joint_normalizer_moments(
+    links: Sequence[Petrophysical], variables: Mapping[str, LatentVariable]
+) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]] | None:
+    """Return ``(m, C, sizes)``: the stacked linear residuals' prior mean and covariance.
+
+    Parameters
+    ----------
+    links : sequence of Petrophysical
+        Linear links (``relation="linear"``, linear space); their residuals
+        ``r_j = b_j − A_j a_j − c_j`` are stacked in this order.
+    variables : mapping of str to LatentVariable
+        The declarations; each field's prior must be Gaussian with fixed hyperparameters.
+
+    Returns
+    -------
+    tuple or None
+        ``m`` (N,), ``C`` (N, N) under the fields' own (independent) priors, and each link's
+        number of elements; None where a link is not linear or a prior is not Gaussian.
+
+    Notes
+    -----
+    With ``H`` the stacked residual operator over the stacked fields (``+I`` on ``b_j``,
+    ``−A_j`` on ``a_j``) and each field's prior ``N(μ_f, F_f F_fᵀ)``:
+    ``m = H μ − c`` and ``C = (H F)(H F)ᵀ``, ``F = blockdiag(F_f)``.
+    """
+    parts = [link.residual_moments(variables) for link in links]
+    if any(p is None for p in parts):
+        return None
+    priors: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for link, p in zip(links, parts, strict=True):
+        priors.setdefault(link.a[0], p["a"])
+        priors.setdefault(link.b, p["b"])
+    columns, start = {}, 0
+    for name, (_, factor) in priors.items():
+        columns[name] = slice(start, start + factor.shape[1])
+        start += factor.shape[1]
+    sizes = tuple(p["offset"].size for p in parts)
+    rows = np.zeros((sum(sizes), start))
+    mean = np.empty(sum(sizes))
+    row = 0
+    for link, p, n in zip(links, parts, sizes, strict=True):
+        block = slice(row, row + n)
+        (mean_a, fa), (mean_b, fb) = p["a"], p["b"]
+        rows[block, columns[link.b]] += fb
+        rows[block, columns[link.a[0]]] -= p["op_a"] @ fa
+        mean[block] = mean_b - p["op_a"] @ mean_a - p["offset"]
+        row += n
+    cov = rows @ rows.T
+    return mean, 0.5 * (cov + cov.T), sizes
+
+
+def _joint_terms(
+    variances: np.ndarray, mean: np.ndarray, cov: np.ndarray, given: int
+) -> tuple[float, np.ndarray]:
+    """Value and gradient (in ``variances``) of :meth:`Petrophysical.joint_log_normalizer`."""
+    n = mean.size
+    try:
+        lower = sla.cholesky(cov + np.diag(variances), lower=True, check_finite=False)
+    except np.linalg.LinAlgError:  # not positive definite in floating point: Z is unbounded
+        return np.inf, np.full(n, np.nan)
+    inv, info = sla.lapack.dtrtri(lower, lower=1)
+    if info != 0:
+        return np.inf, np.full(n, np.nan)
+    z = inv @ mean
+    value = -0.5 * (n - given) * np.log(2.0 * np.pi) - np.sum(
+        np.log(np.diag(lower)[given:]) + 0.5 * z[given:] ** 2
+    )
+    grad = 0.5 * ((inv.T @ z) ** 2 - np.einsum("ij,ij->j", inv, inv))
+    if given:
+        inv_g = inv[:given, :given]
+        grad[:given] -= 0.5 * ((inv_g.T @ z[:given]) ** 2 - np.einsum("ij,ij->j", inv_g, inv_g))
+    return float(value), grad
+
+
+class _JointLogNormalizer(Op):
+    """``log N(0; m, C + diag(v)) − log N(0; m_g, C_g + diag(v_g))`` of ``(v, m, C)``.
+
+    Two outputs, the value and its gradient in ``v``, from one Cholesky factorization per
+    evaluation; the gradient graph reuses the second output, so a compiled log density and
+    gradient factorize once. ``g`` (``given``) leading elements are conditioned on. Second
+    derivatives are not implemented.
+    """
+
+    __props__ = ("given",)
+
+    def __init__(self, given: int = 0):
+        self.given = int(given)
+
+    def make_node(self, variances, mean, cov):
+        inputs = [pt.as_tensor_variable(x, dtype="float64") for x in (variances, mean, cov)]
+        return Apply(self, inputs, [pt.dscalar(), pt.dvector()])
+
+    def perform(self, node, inputs, outputs):
+        value, grad = _joint_terms(*inputs, self.given)
+        outputs[0][0] = np.asarray(value)
+        outputs[1][0] = grad
+
+    def L_op(self, inputs, outputs, output_grads):
+        from pytensor.gradient import DisconnectedType, disconnected_type, grad_not_implemented
+
+        g_value, g_grad = output_grads
+        if not isinstance(g_grad.type, DisconnectedType):
+            return [
+                grad_not_implemented(self, 0, inputs[0], "second derivatives of the normalizer"),
+                disconnected_type(),
+                disconnected_type(),
+            ]
+        return [g_value * outputs[1], disconnected_type(), disconnected_type()]
+
+    def connection_pattern(self, node):
+        return [[True, True], [False, False], [False, False]]
+
+    def infer_shape(self, fgraph, node, shapes):
+        return [(), shapes[0]]
+
+
+_BACKENDS: set[str] = set()
+
+
+def _register_backends() -> None:
+    """Register numba (and, when installed, JAX) implementations of the normalizer Ops.
+
+    Done on first use rather than at import, so importing the package does not import numba's
+    or JAX's pytensor backends. numba comes with pytensor; JAX is optional.
+    """
+    if "numba" not in _BACKENDS:
+        _register_numba()
+        _BACKENDS.add("numba")
+    if "jax" not in _BACKENDS and importlib.util.find_spec("jax") is not None and _register_jax():
+        _BACKENDS.add("jax")
+
+
+def _register_numba() -> None:
+    from pytensor.link.numba.dispatch.basic import numba_funcify, numba_njit
+
+    @numba_funcify.register(_LogNormalizer)
+    def _numba_log_normalizer(op, node=None, **kwargs):
+        @numba_njit
+        def log_normalizer(scatter, eigenvalues, squares):
+            v = eigenvalues + scatter.item() ** 2
+            return np.array(-0.5 * np.sum(np.log(2.0 * np.pi * v) + squares / v))
+
+        return log_normalizer
+
+    @numba_funcify.register(_JointLogNormalizer)
+    def _numba_joint_log_normalizer(op, node=None, **kwargs):
+        given = op.given
+
+        @numba_njit
+        def joint_log_normalizer(variances, mean, cov):
+            n = mean.shape[0]
+            s = cov.copy()
+            for i in range(n):
+                s[i, i] += variances[i]
+            try:
+                lower = np.linalg.cholesky(s)
+            except Exception:  # not positive definite in floating point: Z is unbounded
+                return np.array(np.inf), np.full(n, np.nan)
+            inv = np.linalg.inv(lower)
+            z = inv @ mean
+            value = -0.5 * (n - given) * np.log(2.0 * np.pi)
+            for i in range(given, n):
+                value -= np.log(lower[i, i]) + 0.5 * z[i] ** 2
+            alpha = z @ inv  # (L⁻ᵀ z)ᵀ
+            grad = 0.5 * (alpha**2 - (inv * inv).sum(axis=0))
+            if given > 0:
+                inv_g = np.ascontiguousarray(inv[:given, :given])
+                alpha_g = np.ascontiguousarray(z[:given]) @ inv_g
+                grad[:given] -= 0.5 * (alpha_g**2 - (inv_g * inv_g).sum(axis=0))
+            return np.array(value), grad
+
+        return joint_log_normalizer
+
+
+def _register_jax() -> bool:
+    """Register the JAX implementations; False where JAX (optional, with numpyro) is missing."""
+    try:
+        import jax.numpy as jnp
+        from jax.scipy.linalg import solve_triangular
+        from pytensor.link.jax.dispatch import jax_funcify
+    except ImportError:  # absent or broken: numpyro is then refused, naming the Ops
+        return False
+
+    @jax_funcify.register(_LogNormalizer)
+    def _jax_log_normalizer(op, **kwargs):
+        def log_normalizer(scatter, eigenvalues, squares):
+            v = eigenvalues + scatter**2
+            return -0.5 * jnp.sum(jnp.log(2.0 * jnp.pi * v) + squares / v)
+
+        return log_normalizer
+
+    @jax_funcify.register(_JointLogNormalizer)
+    def _jax_joint_log_normalizer(op, **kwargs):
+        given = op.given
+
+        def joint_log_normalizer(variances, mean, cov):
+            n = mean.shape[0]
+            lower = jnp.linalg.cholesky(cov + jnp.diag(variances))
+            inv = solve_triangular(lower, jnp.eye(n), lower=True)
+            z = inv @ mean
+            value = -0.5 * (n - given) * jnp.log(2.0 * jnp.pi) - jnp.sum(
+                jnp.log(jnp.diag(lower)[given:]) + 0.5 * z[given:] ** 2
+            )
+            grad = 0.5 * ((inv.T @ z) ** 2 - jnp.sum(inv * inv, axis=0))
+            if given:
+                inv_g = inv[:given, :given]
+                grad_g = 0.5 * ((inv_g.T @ z[:given]) ** 2 - jnp.sum(inv_g * inv_g, axis=0))
+                grad = grad.at[:given].add(-grad_g)
+            return value, grad
+
+        return joint_log_normalizer
+
+    return True

@@ -43,6 +43,7 @@ from bayesjoint.inference.collapsed import (
 from bayesjoint.inference.exact import sample_exact, unmodelled_free_variables
 from bayesjoint.inference.nuts import DENSE_LIMIT, PLAIN_NUTS_OPTIONS, sample_nuts
 from bayesjoint.inference.smc import sample_smc
+from bayesjoint.inference.threads import blas_limit, parallel_plan
 
 __all__ = [
     "NUTS_SAMPLERS",
@@ -301,54 +302,60 @@ def sample_route(
         )
         info.update({"sampler": "exact (independent draws)", "draws": draws, "chains": chains})
         return idata, info
-    if route == "collapsed":
-        if recorder is not None and sampler == "pymc":  # θ draws recorded, fields drawn on write
-            log_likelihood = bool((kwargs.get("idata_kwargs") or {}).get("log_likelihood", True))
-            recorder.collapse(
-                collapsed_problem(problem).model,
-                CollapsedAssembler(problem, random_seed, log_likelihood),
+    # chains in parallel, one CPU each, BLAS single-threaded unless CPUs are left over
+    cores, blas_threads = parallel_plan(chains, cores)
+    with blas_limit(blas_threads) as limit:
+        info.update({"cores": cores, **limit})
+        if route == "collapsed":
+            if recorder is not None and sampler == "pymc":
+                # θ draws recorded, fields drawn on write
+                idata_kwargs = kwargs.get("idata_kwargs") or {}
+                log_likelihood = bool(idata_kwargs.get("log_likelihood", True))
+                recorder.collapse(
+                    collapsed_problem(problem).model,
+                    CollapsedAssembler(problem, random_seed, log_likelihood),
+                )
+                kwargs["callback"] = recorder.begin(tune=tune, user_callback=kwargs.get("callback"))
+            idata, extra = sample_collapsed(
+                problem,
+                draws,
+                tune,
+                chains,
+                cores=cores,
+                random_seed=random_seed,
+                target_accept=target_accept,
+                progressbar=progressbar,
+                **kwargs,
             )
-            kwargs["callback"] = recorder.begin(tune=tune, user_callback=kwargs.get("callback"))
-        idata, extra = sample_collapsed(
-            problem,
-            draws,
-            tune,
-            chains,
-            cores=cores,
-            random_seed=random_seed,
-            target_accept=target_accept,
-            progressbar=progressbar,
-            **kwargs,
-        )
+            info.update(extra)
+            return idata, info
+        if route == "smc":
+            kwargs.setdefault("cores", cores)
+            idata = sample_smc(
+                problem, draws, chains, random_seed=random_seed, progressbar=progressbar, **kwargs
+            )
+            info.update({"sampler": "SMC", "draws": draws, "chains": chains})
+            return idata, info
+        with warnings.catch_warnings():
+            # the log-likelihood nutpie leaves out is added below (_complete_external)
+            warnings.filterwarnings("ignore", "`idata_kwargs` are currently ignored", UserWarning)
+            idata, extra = sample_nuts(
+                problem,
+                draws,
+                tune,
+                chains,
+                cores=cores,
+                random_seed=random_seed,
+                target_accept=0.8 if target_accept is None else target_accept,
+                progressbar=progressbar,
+                precondition=route == "nuts",
+                **kwargs,
+            )
         info.update(extra)
+        if sampler != "pymc":
+            info["sampler"] = f"NUTS ({sampler})"
+            _complete_external(problem.model, idata, kwargs)
         return idata, info
-    if route == "smc":
-        kwargs.setdefault("cores", cores)
-        idata = sample_smc(
-            problem, draws, chains, random_seed=random_seed, progressbar=progressbar, **kwargs
-        )
-        info.update({"sampler": "SMC", "draws": draws, "chains": chains})
-        return idata, info
-    with warnings.catch_warnings():
-        # the log-likelihood nutpie leaves out is added below (_complete_external)
-        warnings.filterwarnings("ignore", "`idata_kwargs` are currently ignored", UserWarning)
-        idata, extra = sample_nuts(
-            problem,
-            draws,
-            tune,
-            chains,
-            cores=cores,
-            random_seed=random_seed,
-            target_accept=0.8 if target_accept is None else target_accept,
-            progressbar=progressbar,
-            precondition=route == "nuts",
-            **kwargs,
-        )
-    info.update(extra)
-    if sampler != "pymc":
-        info["sampler"] = f"NUTS ({sampler})"
-        _complete_external(problem.model, idata, kwargs)
-    return idata, info
 
 
 def _complete_external(model: pm.Model, idata: az.InferenceData, kwargs: Mapping[str, Any]):

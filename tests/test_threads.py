@@ -1,0 +1,121 @@
+"""Chains and BLAS threads: the plan, the limit (inherited by forked chains), the provenance."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from bayesjoint.inference.threads import available_cpus, blas_limit, parallel_plan
+
+
+def _blas_threads() -> list[int]:
+    return [int(p["num_threads"]) for p in threadpool_info() if p.get("user_api") == "blas"]
+
+
+@pytest.mark.parametrize(
+    ("chains", "cores", "cpus", "expected"),
+    [
+        (4, None, 2, (2, 1)),  # PyMC's default would run the four one after the other
+        (4, None, 8, (4, 2)),  # two CPUs left to each chain's BLAS
+        (1, None, 8, (1, 8)),
+        (4, 1, 8, (1, 8)),  # the caller's cores are kept
+        (2, 6, 8, (6, 4)),  # more cores than chains: BLAS shares by the chains that run
+        (3, None, 1, (1, 1)),
+    ],
+)
+def test_parallel_plan_gives_one_cpu_per_running_chain_and_the_rest_to_blas(
+    chains, cores, cpus, expected
+):
+    running, blas = parallel_plan(chains, cores, cpus=cpus)
+    # brute force: the chains that run at once, and the CPUs each one leaves to BLAS
+    at_once = cores if cores is not None else min(chains, cpus)
+    assert (running, blas) == expected == (at_once, max(1, cpus // min(at_once, chains)))
+
+
+def test_available_cpus_is_the_affinity_mask():
+    import os
+
+    assert available_cpus() == len(os.sched_getaffinity(0))
+
+
+def _report(queue):
+    queue.put(_blas_threads())
+
+
+def test_blas_limit_covers_forked_chains_then_restores():
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = _blas_threads()
+        with blas_limit(1) as limit:
+            inside = _blas_threads()
+            context = multiprocessing.get_context("fork")
+            queue = context.Queue()
+            child = context.Process(target=_report, args=(queue,))
+            child.start()
+            in_child = queue.get(timeout=60)
+            child.join(timeout=60)
+        after = _blas_threads()
+    assert limit == {"blas_threads": 1}
+    assert inside and max(inside) == 1 and in_child and max(in_child) == 1
+    # negative control: outside the block the pools are as they were
+    assert max(before) == max(after[: len(before)]) == 2
+
+
+_FRESH = """
+import json, numpy as np, pytensor, pytensor.tensor as pt
+from threadpoolctl import threadpool_info, threadpool_limits
+from bayesjoint.inference.threads import blas_limit
+def pools():
+    return {p["filepath"]: p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
+out = {"before": pools()}
+with threadpool_limits(limits=2, user_api="blas"):
+    with blas_limit(1):
+        a, x = pt.dmatrix("a"), pt.dvector("x")
+        f = pytensor.function([a, x], pt.dot(a, x))  # compiled inside: links pytensor's BLAS
+        f(np.ones((300, 300)), np.ones(300))
+        out["inside"] = pools()
+    out["after"] = pools()
+print(json.dumps(out))
+"""
+
+
+def test_blas_limit_covers_the_blas_a_model_compiled_inside_the_block_links():
+    import json
+    import subprocess
+    import sys
+
+    import pytensor
+
+    if "-l" not in str(pytensor.config.blas__ldflags):  # pragma: no cover - numpy's BLAS only
+        pytest.skip("pytensor links no BLAS library of its own here")
+    run = subprocess.run(
+        [sys.executable, "-c", _FRESH], capture_output=True, text=True, timeout=300, check=True
+    )
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    new = set(out["inside"]) - set(out["before"])
+    assert new, "pytensor's BLAS was loaded before the block: the check would prove nothing"
+    assert all(out["inside"][p] == 1 for p in out["inside"])
+    # negative control: once the block ends, that library's pool is as the caller set it
+    assert all(out["after"][p] == 2 for p in new)
+
+
+def test_blas_limit_never_raises_a_smaller_pool():
+    with threadpool_limits(limits=1, user_api="blas"), blas_limit(4) as limit:
+        assert limit == {"blas_threads": 1}
+        assert max(_blas_threads()) == 1
+
+
+def test_sample_records_the_cores_and_blas_threads_it_ran_with(problem):
+    idata = problem.sample(
+        method="nuts-plain", draws=20, tune=20, chains=2, random_seed=3, progressbar=False
+    )
+    attrs = idata.posterior.attrs
+    cores, blas = parallel_plan(2, None)
+    assert int(attrs["cores"]) == cores == min(2, available_cpus())
+    assert int(attrs["blas_threads"]) == blas
+    # an explicit cores is kept
+    idata = problem.sample(
+        method="nuts-plain", draws=20, tune=20, chains=2, cores=1, random_seed=3, progressbar=False
+    )
+    assert int(idata.posterior.attrs["cores"]) == 1
