@@ -212,6 +212,12 @@ def test_groups_share_read_only_coordinates_but_not_data(blur, blur_run):
     np.testing.assert_array_equal(blur_run.posterior["draw"].values, np.arange(DRAWS))
     with pytest.raises(ValueError, match="read-only"):
         blur_run.posterior["draw"].values[0] = 5
+    # a coordinate's attrs belong to its result: editing them leaves every other result alone
+    other.posterior["draw"].attrs["note"] = "edited"
+    later = blur.sample(draws=DRAWS, chains=CHAINS, random_seed=SEED + 2, progressbar=False)
+    assert "note" not in blur_run.posterior["draw"].attrs
+    assert "note" not in later.posterior["draw"].attrs
+    assert other.posterior["draw"].attrs["note"] == "edited"  # the edit itself took
     # the observed data are the modalities' data
     for name, mod in blur.modalities.items():
         np.testing.assert_array_equal(blur_run.observed_data[name].values, mod.data)

@@ -190,7 +190,7 @@ def test_prior_variance_compiles_its_gradient_once_per_model(monkeypatch):
     point = np.array([0.3, -0.2, 0.1, 0.4])
     first, how = prior_variance(log_posterior, point)
     assert how == "prior variance" and len(compiled) >= 1
-    other = LogPosterior(problem)  # same model, another LogPosterior (it compiles its own logp)
+    other = LogPosterior(problem)  # same model, another LogPosterior object
     compiled.clear()
     second, _ = prior_variance(other, point)
     assert compiled == []

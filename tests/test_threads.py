@@ -7,7 +7,13 @@ import multiprocessing
 import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from bayesjoint.inference.threads import available_cpus, blas_limit, parallel_plan
+from bayesjoint.inference.threads import (
+    available_cpus,
+    blas_limit,
+    chains_running,
+    parallel_plan,
+    sampling_plan,
+)
 
 
 def _blas_threads() -> list[int]:
@@ -119,3 +125,41 @@ def test_sample_records_the_cores_and_blas_threads_it_ran_with(problem):
         method="nuts-plain", draws=20, tune=20, chains=2, cores=1, random_seed=3, progressbar=False
     )
     assert int(idata.posterior.attrs["cores"]) == 1
+
+
+def test_chains_running_applies_the_plan_in_force_and_nothing_without_one():
+    with threadpool_limits(limits=2, user_api="blas"):
+        with chains_running() as none:
+            assert none == {} and max(_blas_threads()) == 2  # no plan: no limit
+        with sampling_plan(1):
+            assert max(_blas_threads()) == 2  # the plan alone limits nothing
+            with chains_running() as limit:
+                assert limit == {"blas_threads": 1} and max(_blas_threads()) == 1
+            assert max(_blas_threads()) == 2
+        with chains_running():
+            assert max(_blas_threads()) == 2  # the plan ended with its block
+
+
+def test_only_the_chains_run_with_the_limited_blas_pool(problem, monkeypatch):
+    import bayesjoint.inference.nuts as nuts
+
+    seen: dict[str, int] = {}
+    real = nuts.laplace_approximation
+
+    def spy(*args, **kwargs):
+        seen["laplace"] = max(_blas_threads())
+        return real(*args, **kwargs)
+
+    def callback(trace, draw):
+        seen.setdefault("chains", max(_blas_threads()))
+
+    monkeypatch.setattr(nuts, "laplace_approximation", spy)
+    with threadpool_limits(limits=2, user_api="blas"):
+        idata = problem.sample(
+            method="nuts", draws=10, tune=10, chains=2, cores=2, random_seed=5,
+            progressbar=False, callback=callback,
+        )  # fmt: skip
+    planned = parallel_plan(2, 2)[1]
+    assert int(idata.posterior.attrs["blas_threads"]) == planned
+    assert seen["chains"] == min(2, planned)  # the sampler's process while chains run
+    assert seen["laplace"] == 2  # the MAP and mass matrix before them keep the pool

@@ -304,26 +304,6 @@ def test_collapsed_for_problem_refuses_other_data_shapes_and_changed_discrepancy
         CollapsedProblem(problem).for_problem(problem.with_data({"a": np.ones(n)}))
 
 
-@pytest.mark.parametrize("method", ["nuts", "nuts-plain"])
-def test_with_data_nuts_routes_equal_a_freshly_built_problem(method):
-    x = bj.Parameter("x", shape=2, prior=bj.priors.Normal(0.0, 1.0))
-    cubic = bj.Modality(
-        "cubic",
-        physics=lambda m: m["x"] ** 3 + m["x"],
-        data=[0.5, -0.2],
-        noise=bj.noise.Gaussian(0.3),
-    )
-    problem = bj.JointInversion(latent=[x], modalities=[cubic])
-    data = {"cubic": np.array([1.5, 0.8])}
-    kw = dict(method=method, draws=50, tune=50, chains=1, random_seed=SEED, progressbar=False)
-    copy = problem.with_data(data)
-    assert copy.model is problem.model
-    got = copy.sample(**kw)
-    ref = _rebuilt(problem, data).sample(**kw)
-    np.testing.assert_allclose(got.posterior["x"].values, ref.posterior["x"].values, atol=1e-9)
-    np.testing.assert_array_equal(got.observed_data["cubic"].values, data["cubic"])
-
-
 def _cubic_problem() -> bj.JointInversion:
     x = bj.Parameter("x", shape=2, prior=bj.priors.Normal(0.0, 1.0))
     cubic = bj.Modality(
@@ -333,6 +313,19 @@ def _cubic_problem() -> bj.JointInversion:
         noise=bj.noise.Gaussian(0.3),
     )
     return bj.JointInversion(latent=[x], modalities=[cubic])
+
+
+@pytest.mark.parametrize("method", ["nuts", "nuts-plain"])
+def test_with_data_nuts_routes_equal_a_freshly_built_problem(method):
+    problem = _cubic_problem()
+    data = {"cubic": np.array([1.5, 0.8])}
+    kw = dict(method=method, draws=50, tune=50, chains=1, random_seed=SEED, progressbar=False)
+    copy = problem.with_data(data)
+    assert copy.model is problem.model
+    got = copy.sample(**kw)
+    ref = _rebuilt(problem, data).sample(**kw)
+    np.testing.assert_allclose(got.posterior["x"].values, ref.posterior["x"].values, atol=1e-9)
+    np.testing.assert_array_equal(got.observed_data["cubic"].values, data["cubic"])
 
 
 def test_with_data_nuts_refit_compiles_no_c_module_and_reuses_the_log_posterior():
@@ -421,3 +414,21 @@ def test_with_data_refuses_masked_and_complex_data_naming_the_modality(linear, v
     with pytest.raises((TypeError, ValueError), match="points") as err:
         linear.with_data({"points": values})
     assert what in str(err.value).lower()
+
+
+def test_log_posterior_gives_each_with_data_copy_its_own_target_reading_its_own_data():
+    from bayesjoint.inference import log_posterior
+
+    problem = _cubic_problem()
+    copy = problem.with_data({"cubic": np.array([1.5, 0.8])})
+    target, other = log_posterior(problem), log_posterior(copy)
+    assert target is log_posterior(problem) and other is not target
+    prior = scipy.stats.norm.logpdf([0.0, 0.0], 0.0, 1.0).sum()
+    own = scipy.stats.norm.logpdf([0.5, -0.2], 0.0, 0.3).sum() + prior
+    theirs = scipy.stats.norm.logpdf([1.5, 0.8], 0.0, 0.3).sum() + prior
+    assert own != pytest.approx(theirs)  # negative control: the two data sets tell apart
+    # read the copy last, then ask the original's target: it must still see its own data
+    assert other.logp(np.zeros(2)) == pytest.approx(theirs, rel=1e-12)
+    _ = copy.model
+    assert target.logp(np.zeros(2)) == pytest.approx(own, rel=1e-12)
+    assert other.logp(np.zeros(2)) == pytest.approx(theirs, rel=1e-12)

@@ -63,6 +63,7 @@ import xarray as xr
 
 from bayesjoint._random import SEED_BOUND
 from bayesjoint.inference.interrupt import SamplingInterrupted, StopSampling, StopSignals
+from bayesjoint.inference.threads import parallel_plan, sampling_plan
 
 __all__ = [
     "CHECKPOINT_EVERY",
@@ -876,8 +877,9 @@ def _run_group(
     collapsed route (NUTS on its hyperparameters), the problem otherwise (``sample_nuts``,
     preconditioned on the ``"nuts"`` route). Every draw goes to ``recorder``.
     """
+    cores, blas_threads = parallel_plan(chains, common["cores"])  # as a fresh run (routes.py)
     run = {
-        "cores": common["cores"],
+        "cores": cores,
         "random_seed": seed,
         "progressbar": common["progressbar"],
         "callback": recorder,
@@ -886,15 +888,26 @@ def _run_group(
     if route != "collapsed":
         from bayesjoint.inference.nuts import sample_nuts
 
-        return sample_nuts(
-            target, draws, tune, chains, target_accept=accept, precondition=route == "nuts", **run
-        )
+        with sampling_plan(blas_threads):
+            last, extra = sample_nuts(
+                target,
+                draws,
+                tune,
+                chains,
+                target_accept=accept,
+                precondition=route == "nuts",
+                **run,
+            )
+        return last, {**extra, "cores": cores, "blas_threads": blas_threads}
     from bayesjoint.inference.collapsed import _theta_run
 
     run.pop("idata_kwargs", None)
     kept = {k: v for k, v in idata_kwargs.items() if k != "log_likelihood"}
-    last = _theta_run(target, draws, tune, chains, accept=accept, idata_kwargs=kept, **run)
+    with sampling_plan(blas_threads):
+        last = _theta_run(target, draws, tune, chains, accept=accept, idata_kwargs=kept, **run)
     extra = {
+        "cores": cores,
+        "blas_threads": blas_threads,
         "sampler": "NUTS on the hyperparameters, exact conditional draws of the latent fields",
         "collapsed_hyperparameters": list(target.theta),
         "collapsed_form": target.describe(),

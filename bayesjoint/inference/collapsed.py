@@ -51,6 +51,7 @@ from bayesjoint.inference.exact import (
     latent_free_names,
     latent_free_values,
 )
+from bayesjoint.inference.threads import chains_running
 from bayesjoint.noise import Noise
 from bayesjoint.priors import GaussianField, Prior
 
@@ -1553,14 +1554,20 @@ def collapsed_problem(problem: Any) -> CollapsedProblem:
     if problem not in _BUILT:
         model = getattr(problem, "_model", None)  # built: with_data copies share it
         template = _BY_MODEL.get(model) if model is not None else None
-        try:
-            if template is not None:
-                _BUILT[problem] = template.for_problem(problem)
-            else:
-                _BUILT[problem] = CollapsedProblem(problem)
-                _BY_MODEL[problem.model] = _BUILT[problem]
-        except ValueError as err:
-            _BUILT[problem] = err
+        built: CollapsedProblem | ValueError | None = None
+        if template is not None:
+            try:
+                built = template.for_problem(problem)
+            except ValueError:  # e.g. new data in a discrepancy block: build afresh below
+                built = None
+        if built is None:
+            try:
+                built = CollapsedProblem(problem)
+                if template is None:
+                    _BY_MODEL[problem.model] = built
+            except ValueError as err:
+                built = err
+        _BUILT[problem] = built
     built = _BUILT[problem]
     if isinstance(built, ValueError):
         raise ValueError(str(built))
@@ -1614,7 +1621,7 @@ def _theta_run(
         kwargs["idata_kwargs"] = {**idata_kwargs, "log_likelihood": False}
     if "step" not in kwargs:
         kwargs["target_accept"] = accept
-    with collapsed.model, warnings.catch_warnings():
+    with collapsed.model, warnings.catch_warnings(), chains_running():
         # nutpie (numba): the factorization Ops have no numba code and run their numpy/LAPACK
         # perform in object mode, as intended
         warnings.filterwarnings("ignore", "Numba will use object mode", UserWarning)

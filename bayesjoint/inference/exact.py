@@ -656,12 +656,17 @@ def _dataset(
     merged: dict[str, Any] = {}
     indexes: dict[str, Any] = {}
     for coord in index.values():
-        merged.update(coord.variables)
+        # shallow copies: the cached coordinates' values are shared, their attrs are not
+        merged.update({k: v.copy(deep=False) for k, v in coord.variables.items()})
         indexes.update(coord.xindexes)
     if _DIRECT:
         try:  # xarray's own constructor without its merge and alignment (a tenth of the time)
             return xr.Dataset._construct_direct(
-                {**variables, **merged}, set(merged), None, dict(attrs), indexes
+                variables={**variables, **merged},
+                coord_names=set(merged),
+                dims=None,
+                attrs=dict(attrs),
+                indexes=indexes,
             )
         except (AttributeError, TypeError):  # pragma: no cover - an xarray without it
             pass

@@ -22,6 +22,7 @@ import scipy.optimize
 
 from bayesjoint.inference.mass_matrix import DenseCovariance, LaplaceMass, low_rank_laplace
 from bayesjoint.inference.search import LogPosterior, finite_difference_hessian
+from bayesjoint.inference.threads import chains_running
 
 __all__ = ["LaplaceApproximation", "laplace_approximation", "sample_nuts"]
 
@@ -293,7 +294,7 @@ def sample_nuts(
     elif "step" not in kwargs:
         kwargs["target_accept"] = target_accept
         info["mass_matrix"] = "diagonal, adapted (PyMC default)"
-    with model:
+    with model, chains_running():
         idata = pm.sample(
             draws=draws,
             tune=tune,

@@ -43,7 +43,7 @@ from bayesjoint.inference.collapsed import (
 from bayesjoint.inference.exact import sample_exact, unmodelled_free_variables
 from bayesjoint.inference.nuts import DENSE_LIMIT, PLAIN_NUTS_OPTIONS, sample_nuts
 from bayesjoint.inference.smc import sample_smc
-from bayesjoint.inference.threads import blas_limit, parallel_plan
+from bayesjoint.inference.threads import parallel_plan, sampling_plan
 
 __all__ = [
     "NUTS_SAMPLERS",
@@ -302,10 +302,11 @@ def sample_route(
         )
         info.update({"sampler": "exact (independent draws)", "draws": draws, "chains": chains})
         return idata, info
-    # chains in parallel, one CPU each, BLAS single-threaded unless CPUs are left over
+    # chains in parallel, one CPU each, BLAS single-threaded while they run unless CPUs are
+    # left over (the MAP, Hessians and conditional draws in this process keep the BLAS pool)
     cores, blas_threads = parallel_plan(chains, cores)
-    with blas_limit(blas_threads) as limit:
-        info.update({"cores": cores, **limit})
+    with sampling_plan(blas_threads):
+        info.update({"cores": cores, "blas_threads": blas_threads})
         if route == "collapsed":
             if recorder is not None and sampler == "pymc":
                 # θ draws recorded, fields drawn on write

@@ -397,11 +397,13 @@ def log_posterior(problem: Any) -> LogPosterior:
     """
     if isinstance(problem, LogPosterior):
         return problem
-    model = _model_of(problem)
-    target = _TARGETS.get(model)
+    _model_of(problem)  # a clear TypeError for anything else
+    # one target per problem: copies from ``with_data`` share a model but not their data (the
+    # compiled functions are shared per model all the same, see ``LogPosterior``)
+    target = _TARGETS.get(problem)
     if target is None:
-        target = LogPosterior(model)
-        _TARGETS[model] = target
+        target = LogPosterior(problem)
+        _TARGETS[problem] = target
     return target
 
 

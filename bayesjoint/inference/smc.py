@@ -14,6 +14,7 @@ from bayesjoint._random import rng_and_seed
 from bayesjoint.inference.keywords import check_smc_arguments, checked_keywords, smc_keywords
 from bayesjoint.inference.multistart import _provenance_for, _with_log_likelihood
 from bayesjoint.inference.search import _model_of
+from bayesjoint.inference.threads import chains_running
 from bayesjoint.io import attach_provenance
 
 __all__ = [
@@ -101,7 +102,7 @@ def sample_smc(
     model = _model_of(problem)
     idata_kwargs = _with_log_likelihood(kwargs)
     kwargs.setdefault("compute_convergence_checks", False)
-    with model:
+    with model, chains_running():
         idata = pm.sample_smc(
             draws=draws,
             kernel=kernels[kernel],

@@ -1,10 +1,10 @@
 """How the sampling routes share the machine's CPUs between chains and BLAS threads.
 
 A NUTS gradient of a joint inversion is a handful of matrix-vector products with the modalities'
-operators: too small for a BLAS thread pool to pay off, and a pool that spins while other
-processes hold the CPUs slows every product down by an order of magnitude (a 256 × 2,048
-gravity operator: 0.5 ms per product on one thread, 14 ms with OpenBLAS's default pool on a
-loaded two-core machine). Chains, on the other hand, are independent: the CPUs are best spent one
+operators: too small for a BLAS thread pool to pay off when the CPUs are busy, and a pool that
+spins while other processes hold the CPUs is erratic (``benchmarks/blas_threads.py``: one log
+density and gradient of a 3-D gravity + magnetics model beside two busy processes took 0.67 ms
+median and up to 14.2 ms with OpenBLAS's default pool, 0.41 ms on one thread). Chains, on the other hand, are independent: the CPUs are best spent one
 per chain, with BLAS single-threaded, and only the CPUs left over given to BLAS.
 
 PyMC's own default for ``cores`` halves the CPU count (it assumes every second CPU is a
@@ -15,6 +15,7 @@ default runs as many chains at once as there are CPUs this process may use.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import ctypes
 import ctypes.util
 import os
@@ -22,7 +23,12 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["available_cpus", "blas_limit", "parallel_plan"]
+__all__ = ["available_cpus", "blas_limit", "chains_running", "parallel_plan", "sampling_plan"]
+
+#: BLAS threads per running chain of the sampling call in progress (None: no plan, no limit).
+_PLAN: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "bayesjoint_blas_threads", default=None
+)
 
 
 def available_cpus() -> int:
@@ -113,3 +119,36 @@ def blas_limit(threads: int) -> Iterator[dict[str, Any]]:
     limit = max(1, min(int(threads), current))
     with threadpool_limits(limits=limit, user_api="blas"):
         yield {"blas_threads": limit}
+
+
+@contextlib.contextmanager
+def sampling_plan(blas_threads: int) -> Iterator[None]:
+    """Make ``blas_threads`` the BLAS limit of the chains that run inside the block.
+
+    Only the chains are limited (:func:`chains_running` around the sampler's call): the work
+    the sampling routes do before and after them in this process (the MAP, a dense Hessian and
+    its eigendecomposition, the collapsed route's conditional draws of the fields) keeps the
+    BLAS pool.
+    """
+    token = _PLAN.set(max(1, int(blas_threads)))
+    try:
+        yield
+    finally:
+        _PLAN.reset(token)
+
+
+@contextlib.contextmanager
+def chains_running() -> Iterator[dict[str, Any]]:
+    """Apply the :func:`sampling_plan` in force (if any) while the chains run.
+
+    Yields
+    ------
+    dict
+        ``{"blas_threads": n}`` in force inside the block; ``{}`` without a plan.
+    """
+    threads = _PLAN.get()
+    if threads is None:
+        yield {}
+        return
+    with blas_limit(threads) as limit:
+        yield limit
