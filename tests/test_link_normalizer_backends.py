@@ -75,6 +75,25 @@ def test_numba_implementations_match_the_ops_perform_without_object_mode():
 
 @pytest.mark.skipif(not HAS_JAX, reason="jax is not installed (pip install '.[test]' installs it)")
 def test_jax_implementations_match_the_ops_perform_and_are_not_blockers():
+    # In a fresh interpreter: once JAX has started its threads, a fork (PyMC's parallel chains
+    # in later tests) warns that it may deadlock.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    code = (
+        f"import sys; sys.path.insert(0, {str(here)!r}); "
+        "import test_link_normalizer_backends as t; t._jax_checks(); print('checked')"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=here
+    )
+    assert run.returncode == 0 and run.stdout.strip().endswith("checked"), run.stderr[-4000:]
+
+
+def _jax_checks() -> None:
+    """The JAX implementations against the Ops' own code, and the model's logp through JAX."""
     from pytensor.link.jax.dispatch import jax_funcify
 
     from bayesjoint.inference.routes import _jax_blockers
