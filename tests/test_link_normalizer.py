@@ -61,8 +61,7 @@ def _residual_operator(n: int) -> np.ndarray:
     return np.hstack([-SLOPE * np.eye(n), np.eye(n)])
 
 
-@pytest.fixture(scope="module")
-def linked():
+def linked_problem():
     """Two 6-cell Gaussian fields, one linear survey of b, a linear link with learned σ."""
     rng = np.random.default_rng(3)
     fa, fb = _fields()
@@ -77,6 +76,11 @@ def linked():
     )
     problem = bj.JointInversion([fa, fb], [survey], couplings=[_link()])
     return problem, g
+
+
+@pytest.fixture(scope="module")
+def linked():
+    return linked_problem()
 
 
 def _dense_log_z(problem, sigma: float) -> float:

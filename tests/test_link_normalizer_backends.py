@@ -127,21 +127,9 @@ def _jax_checks() -> None:
 
 
 def _learned_problem():
-    from test_link_normalizer import GRID, INTERCEPT, SLOPE, _fields, _link
+    from test_link_normalizer import linked_problem
 
-    import bayesjoint as bj
-
-    rng = np.random.default_rng(3)
-    g = rng.standard_normal((4, GRID.size))
-    truth_a = 1.0 + 0.5 * rng.standard_normal(GRID.size)
-    truth_b = SLOPE * truth_a + INTERCEPT + 0.2 * rng.standard_normal(GRID.size)
-    survey = bj.Modality(
-        "survey",
-        bj.physics.Linear(g, input="b"),
-        g @ truth_b + 0.1 * rng.standard_normal(4),
-        bj.noise.Gaussian(0.1),
-    )
-    return bj.JointInversion(list(_fields()), [survey], couplings=[_link()]), g
+    return linked_problem()
 
 
 def test_nutpie_samples_a_learned_scatter_like_the_pymc_sampler_and_the_quadrature():
