@@ -4,8 +4,9 @@ A NUTS gradient of a joint inversion is a handful of matrix-vector products with
 operators: too small for a BLAS thread pool to pay off when the CPUs are busy, and a pool that
 spins while other processes hold the CPUs is erratic (``benchmarks/blas_threads.py``: one log
 density and gradient of a 3-D gravity + magnetics model beside two busy processes took 0.67 ms
-median and up to 14.2 ms with OpenBLAS's default pool, 0.41 ms on one thread). Chains, on the other hand, are independent: the CPUs are best spent one
-per chain, with BLAS single-threaded, and only the CPUs left over given to BLAS.
+median and up to 14.2 ms with OpenBLAS's default pool, 0.41 ms on one thread). Chains, on the
+other hand, are independent: the CPUs are best spent one per chain, with BLAS single-threaded,
+and only the CPUs left over given to BLAS.
 
 PyMC's own default for ``cores`` halves the CPU count (it assumes every second CPU is a
 hyperthread), so on a two-CPU machine it runs four chains one after the other; the package's
