@@ -257,7 +257,11 @@ class JointInversion:
             NUTS route's MAP search compiles on the model. Since the model is shared, a
             variable added to one copy's model (``with copy.model: ...``) is in every
             copy's, and a model object held on to carries the data of the copy read last:
-            sample through the problem (:meth:`sample`), not ``pm.sample(model=...)``.
+            sample through the problem (:meth:`sample`), not ``pm.sample(model=...)``. For the
+            same reason, copies must not be sampled at the same time from threads of one
+            process (each would set the shared data); separate processes each hold their own
+            model, and ``bj.sample_many`` and ``bj.validate.sbc`` run one task at a time per
+            worker process.
 
         Raises
         ------
