@@ -134,3 +134,26 @@ def timed_sample(
         idata = problem.sample(method=method, progressbar=False, **settings, **options)
         wall = time.perf_counter() - start
     return idata, wall, writes
+
+
+def convergence_row(idata: Any, names: Sequence[str], wall: float) -> dict[str, Any]:
+    """Worst-cell convergence figures of ``names`` in ``idata``, with ESS/s for ``wall`` seconds.
+
+    Min bulk and tail ESS and max R-hat over every element of the variables, divergences and the
+    mean leapfrog steps per draw (NUTS sample stats).
+    """
+    import arviz as az
+
+    post = idata.posterior[list(names)]
+    bulk, tail, rhat = az.ess(post), az.ess(post, method="tail"), az.rhat(post)
+    stats = idata.sample_stats
+    low = min(float(bulk[n].min()) for n in names)
+    return {
+        "wall_s": round(wall, 2),
+        "ess_bulk_min": round(low, 1),
+        "ess_tail_min": round(min(float(tail[n].min()) for n in names), 1),
+        "ess_per_s": round(low / wall, 4),
+        "max_rhat": round(max(float(rhat[n].max()) for n in names), 4),
+        "divergences": int(stats["diverging"].sum()),
+        "mean_steps": round(float(stats["n_steps"].mean()), 2),
+    }

@@ -30,7 +30,6 @@ import time
 from typing import Any
 
 import _machine
-import arviz as az
 import numpy as np
 
 SCHEMA = "bayesjoint-benchmark-adapt-mass/1"
@@ -60,19 +59,9 @@ def run(problem: Any, names: list[str], settings: dict[str, Any], adapt: bool) -
     start = time.perf_counter()
     idata = problem.sample(method="nuts", adapt_mass=adapt, progressbar=False, **settings)
     wall = time.perf_counter() - start
-    post = idata.posterior[names]
-    bulk, tail = az.ess(post), az.ess(post, method="tail")
-    rhat = az.rhat(post)
     stats = idata.sample_stats
-    low = min(float(bulk[n].min()) for n in names)
     return {
-        "wall_s": round(wall, 2),
-        "ess_bulk_min": round(low, 1),
-        "ess_tail_min": round(min(float(tail[n].min()) for n in names), 1),
-        "ess_per_s": round(low / wall, 3),
-        "max_rhat": round(max(float(rhat[n].max()) for n in names), 4),
-        "divergences": int(stats["diverging"].sum()),
-        "mean_steps": round(float(stats["n_steps"].mean()), 2),
+        **_machine.convergence_row(idata, names, wall),
         "step_size": float(stats["step_size"].mean()),
         "mass_matrix": str(idata.posterior.attrs.get("mass_matrix", "")),
         "cores": int(idata.posterior.attrs.get("cores", 0)),

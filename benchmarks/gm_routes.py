@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import _machine
-import arviz as az
 import numpy as np
 
 SCHEMA = "bayesjoint-benchmark-gm-routes/1"
@@ -36,21 +35,12 @@ def _run(problem: Any, method: str, settings: dict[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
     idata = problem.sample(method=method, progressbar=False, **settings)
     wall = time.perf_counter() - start
-    post = idata.posterior[NAMES]
-    bulk, tail, rhat = az.ess(post), az.ess(post, method="tail"), az.rhat(post)
     stats = idata.sample_stats
-    low = min(float(bulk[n].min()) for n in NAMES)
     max_depth = 10  # PyMC's default max_treedepth, which the routes keep
     return {
         "route": str(idata.posterior.attrs.get("route", "")),
         **settings,
-        "wall_s": round(wall, 2),
-        "ess_bulk_min": round(low, 1),
-        "ess_tail_min": round(min(float(tail[n].min()) for n in NAMES), 1),
-        "ess_per_s": round(low / wall, 4),
-        "max_rhat": round(max(float(rhat[n].max()) for n in NAMES), 4),
-        "divergences": int(stats["diverging"].sum()),
-        "mean_steps": round(float(stats["n_steps"].mean()), 1),
+        **_machine.convergence_row(idata, NAMES, wall),
         # share of draws whose tree used the most leapfrog steps allowed (2^depth - 1)
         "share_at_max_steps": round(float(np.mean(stats["n_steps"].values >= 2**max_depth - 1)), 3),
         "max_treedepth": max_depth,

@@ -548,6 +548,19 @@ def _z_scores(idata, reference) -> dict[str, np.ndarray]:
     }
 
 
+def _assert_matches_quadrature(idata, problem, operators) -> None:
+    """Posterior means within 4 MCSE of the quadrature reference (a normal z at 4 is a
+    false alarm with probability ~6e-5 per quantity); negative control: the reference with a
+    wrong prior sd (0.25) is more than 4 MCSE away."""
+    reference = quadrature_reference(problem, operators, PRIOR_SD, 0.05)
+    reference.pop("edge")
+    z = _z_scores(idata, reference)
+    assert max(float(v.max()) for v in z.values()) < 4.0, z
+    other = quadrature_reference(problem, operators, 0.25, 0.05)
+    other.pop("edge")
+    assert max(float(v.max()) for v in _z_scores(idata, other).values()) > 4.0
+
+
 def test_auto_takes_the_collapsed_route_for_learned_noise_sds_and_records_it(two_sds_run):
     attrs = two_sds_run.posterior.attrs
     assert attrs["route"] == "collapsed"
@@ -641,13 +654,7 @@ def test_collapsed_route_through_nutpie_matches_quadrature(two_sds):
     )  # fmt: skip
     assert idata.posterior.attrs["route"] == "collapsed"
     assert idata.posterior.attrs["nuts_sampler"] == "nutpie"
-    reference = quadrature_reference(problem, operators, PRIOR_SD, 0.05)
-    reference.pop("edge")
-    z = _z_scores(idata, reference)
-    assert max(float(v.max()) for v in z.values()) < 4.0, z
-    other = quadrature_reference(problem, operators, 0.25, 0.05)  # negative control
-    other.pop("edge")
-    assert max(float(v.max()) for v in _z_scores(idata, other).values()) > 4.0
+    _assert_matches_quadrature(idata, problem, operators)
 
 
 def test_auto_form_counts_the_closed_form_cost_and_agrees_with_the_data_form():
@@ -749,10 +756,4 @@ def test_collapsed_interrupt_keeps_draws_and_resume_matches_quadrature(two_sds, 
     resumed = json.loads(idata.posterior.attrs["resumed_from"])
     assert resumed["tuning_draws_discarded"] == RESUME_STEP_TUNE + 1000, resumed
     assert "stored" in resumed["method"]
-    reference = quadrature_reference(problem, operators, PRIOR_SD, 0.05)
-    reference.pop("edge")
-    z = _z_scores(idata, reference)
-    assert max(float(v.max()) for v in z.values()) < 4.0, z
-    other = quadrature_reference(problem, operators, 0.25, 0.05)  # negative control
-    other.pop("edge")
-    assert max(float(v.max()) for v in _z_scores(idata, other).values()) > 4.0
+    _assert_matches_quadrature(idata, problem, operators)
