@@ -126,6 +126,30 @@ def test_log_posterior_is_cached_per_model(problem, result):
     ).target is (result.target)
 
 
+def test_log_posterior_cache_lets_an_unreferenced_problem_be_freed():
+    import gc
+    import weakref
+
+    def build():
+        x = bj.Parameter("x", prior=bj.priors.Normal(0.0, 1.0))
+        obs = bj.Modality("a", bj.physics.Linear([[1.0]], input="x"), [0.5], bj.noise.Gaussian(1.0))
+        return bj.JointInversion(latent=[x], modalities=[obs])
+
+    problem = build()
+    target = log_posterior(problem)
+    value = target.logp(target.x0)
+    # N(0.5 - 0; 0, 1) + N(0; 0, 1) log densities at x = 0
+    assert value == pytest.approx(stats.norm.logpdf(0.5) + stats.norm.logpdf(0.0), rel=1e-12)
+    assert log_posterior(problem) is target  # cached while referenced
+    freed, model_freed = weakref.ref(problem), weakref.ref(problem.model)
+    del problem
+    gc.collect()
+    assert freed() is not None  # negative control: the target still holds its problem
+    del target
+    gc.collect()
+    assert freed() is None and model_freed() is None
+
+
 def test_laplace_masses_are_coordinate_free_for_a_positive_variable():
     # s ~ LogNormal(0, 1) is searched in u = log s; (s - 2)^2 observed as 0.25 (sd 0.05) gives
     # peaks at s = 1.5 and 2.5. The Laplace masses in u include the Jacobian, so they estimate

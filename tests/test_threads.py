@@ -11,7 +11,9 @@ from bayesjoint.inference.threads import (
     available_cpus,
     blas_limit,
     chains_running,
+    jax_threads_running,
     parallel_plan,
+    safe_start_method,
     sampling_plan,
 )
 
@@ -172,3 +174,78 @@ def test_only_the_chains_run_with_the_limited_blas_pool(problem, monkeypatch):
     assert int(idata.posterior.attrs["blas_threads"]) == planned
     assert seen["chains"] == min(2, planned)  # the sampler's process while chains run
     assert seen["laplace"] == 2  # the MAP and mass matrix before them keep the pool
+
+
+def test_safe_start_method_switches_to_forkserver_only_when_jax_threads_would_be_forked(
+    monkeypatch,
+):
+    import sys
+    import types
+
+    bridge = types.ModuleType("jax._src.xla_bridge")
+    monkeypatch.setitem(sys.modules, "jax._src.xla_bridge", bridge)
+    monkeypatch.setattr(multiprocessing, "get_start_method", lambda allow_none=False: "fork")
+    bridge._at_fork_handler_installed = False  # imported, nothing computed: no thread yet
+    assert not jax_threads_running() and safe_start_method(2, {}) == {}
+    bridge._at_fork_handler_installed = True
+    assert jax_threads_running()
+    assert safe_start_method(2, {}) == {"mp_ctx": "forkserver"}
+    # nothing forks: one chain at a time, or another sampler; a caller's mp_ctx is kept
+    assert safe_start_method(1, {}) == safe_start_method(None, {}) == {}
+    assert safe_start_method(2, {"nuts_sampler": "nutpie"}) == {}
+    assert safe_start_method(2, {"mp_ctx": "fork"}) == {}
+    # a platform that does not fork by default keeps its own
+    monkeypatch.setattr(multiprocessing, "get_start_method", lambda allow_none=False: "spawn")
+    assert safe_start_method(2, {}) == {}
+    monkeypatch.delitem(sys.modules, "jax._src.xla_bridge")
+    assert not jax_threads_running()
+
+
+_AFTER_JAX = """
+import json, warnings
+import numpy as np
+import bayesjoint as bj
+
+def main():
+    import jax.numpy as jnp
+    jnp.ones(3).sum().block_until_ready()  # JAX's runtime and its threads start here
+    x = bj.Parameter("x", shape=2, prior=bj.priors.Normal(0.0, 1.0))
+    obs = bj.Modality("a", bj.physics.Linear(np.eye(2), input="x"), [0.5, -0.2],
+                      bj.noise.Gaussian(bj.priors.HalfNormal(1.0)))
+    problem = bj.JointInversion(latent=[x], modalities=[obs])
+    out = {}
+    for name, extra in (("fork", {"mp_ctx": "fork"}), ("default", {})):
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            idata = problem.sample(method="nuts-plain", draws=30, tune=30, chains=2, cores=2,
+                                   random_seed=5, progressbar=False, **extra)
+        out[name] = {
+            "fork_warnings": sum("os.fork()" in str(w.message) for w in seen),
+            "x": idata.posterior["x"].values.tolist(),
+        }
+    print(json.dumps(out))
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_chains_after_jax_start_without_forking_its_threads_and_draw_the_same(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    pytest.importorskip("jax")
+    script = tmp_path / "after_jax.py"  # forkserver re-imports the main module: a real file
+    script.write_text(_AFTER_JAX)
+    run = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=600, check=True,
+        cwd=tmp_path,
+    )  # fmt: skip
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    # negative control: forked explicitly, JAX warns that the chains may hang
+    assert out["fork"]["fork_warnings"] >= 1
+    assert out["default"]["fork_warnings"] == 0
+    assert "chains start from a forkserver" in run.stderr
+    # the start method changes where the chains run, not what they draw
+    assert out["default"]["x"] == out["fork"]["x"]

@@ -358,6 +358,26 @@ def test_with_data_nuts_refit_compiles_no_c_module_and_reuses_the_log_posterior(
     assert LogPosterior(other).size == 3
 
 
+def test_with_data_nuts_refit_builds_no_new_nuts_gradient_function(monkeypatch):
+    built = []
+    original = pm.Model.logp_dlogp_function
+
+    def spy(self, *args, **kwargs):
+        built.append(self)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(pm.Model, "logp_dlogp_function", spy)
+    problem = _cubic_problem()
+    kw = dict(method="nuts", draws=20, tune=20, chains=1, cores=1, random_seed=SEED)
+    problem.sample(progressbar=False, **kw)
+    assert len(built) == 1  # the spy sees NUTS's density-and-gradient function being built
+    problem.with_data({"cubic": np.array([1.5, 0.8])}).sample(progressbar=False, **kw)
+    assert len(built) == 1
+    # negative control: an option that changes how it is compiled leaves it to PyMC, anew
+    problem.sample(progressbar=False, nuts={"compile_kwargs": {}}, **kw)
+    assert len(built) == 2
+
+
 def test_with_data_rebuilds_a_discrepancy_block_and_matches_a_fresh_problem():
     rng = np.random.default_rng(5)
     n = 6

@@ -51,7 +51,7 @@ from bayesjoint.inference.exact import (
     latent_free_names,
     latent_free_values,
 )
-from bayesjoint.inference.threads import chains_running
+from bayesjoint.inference.threads import chains_running, safe_start_method
 from bayesjoint.noise import Noise
 from bayesjoint.priors import GaussianField, Prior
 
@@ -1621,6 +1621,7 @@ def _theta_run(
         kwargs["idata_kwargs"] = {**idata_kwargs, "log_likelihood": False}
     if "step" not in kwargs:
         kwargs["target_accept"] = accept
+    kwargs.update(safe_start_method(cores, kwargs))
     with collapsed.model, warnings.catch_warnings(), chains_running():
         # nutpie (numba): the factorization Ops have no numba code and run their numpy/LAPACK
         # perform in object mode, as intended

@@ -39,6 +39,7 @@ from bayesjoint.inference.search import (
     _model_of,
     find_modes,
 )
+from bayesjoint.inference.threads import safe_start_method
 from bayesjoint.io import attach_provenance, provenance
 
 __all__ = [
@@ -290,6 +291,7 @@ def _nuts_from_modes(
             compute_convergence_checks=False,
             idata_kwargs=idata_kwargs,
             **sample_kwargs,
+            **safe_start_method(cores, sample_kwargs),
         )
 
 

@@ -21,8 +21,12 @@ import scipy.linalg as sla
 import scipy.optimize
 
 from bayesjoint.inference.mass_matrix import DenseCovariance, LaplaceMass, low_rank_laplace
-from bayesjoint.inference.search import LogPosterior, finite_difference_hessian
-from bayesjoint.inference.threads import chains_running
+from bayesjoint.inference.search import (
+    LogPosterior,
+    _compiled_functions,
+    finite_difference_hessian,
+)
+from bayesjoint.inference.threads import chains_running, safe_start_method
 
 __all__ = ["LaplaceApproximation", "laplace_approximation", "sample_nuts"]
 
@@ -187,6 +191,25 @@ def laplace_approximation(
     )
 
 
+def _nuts_logp_dlogp(model: pm.Model, step_options: dict[str, Any]) -> dict[str, Any]:
+    """Return ``{"logp_dlogp_func": f}``: the model's log density and gradient for NUTS, kept.
+
+    ``f`` is what :class:`pymc.NUTS` compiles for every value variable by default (pytensor's
+    graph rewrites take most of a refit's set-up); it is kept with the model's other compiled
+    functions, so a ``problem.with_data`` copy (the same model, other values of its shared
+    data) samples without building it again. Options that change the compilation (anything
+    but NUTS's tuning options) leave it to PyMC: ``{}``.
+    """
+    if set(step_options) - {*NUTS_OPTIONS, "target_accept"}:
+        return {}
+    functions = _compiled_functions(model)
+    if "nuts_logp_dlogp" not in functions:
+        functions["nuts_logp_dlogp"] = model.logp_dlogp_function(
+            model.value_vars, ravel_inputs=True
+        )
+    return {"logp_dlogp_func": functions["nuts_logp_dlogp"]}
+
+
 def sample_nuts(
     problem: Any,
     draws: int,
@@ -275,11 +298,13 @@ def sample_nuts(
             initial_mean=laplace.mode,
             rng=np.random.default_rng(random_seed + 2),
         )
+        compiled = _nuts_logp_dlogp(model, step_options)
         kwargs["step"] = pm.NUTS(
             vars=model.value_vars,
             potential=potential,
             target_accept=step_options.pop("target_accept", target_accept),
             model=model,
+            **compiled,
             **step_options,
         )
         info["mass_matrix"] = laplace.description + (
@@ -294,6 +319,7 @@ def sample_nuts(
     elif "step" not in kwargs:
         kwargs["target_accept"] = target_accept
         info["mass_matrix"] = "diagonal, adapted (PyMC default)"
+    kwargs.update(safe_start_method(cores, kwargs))
     with model, chains_running():
         idata = pm.sample(
             draws=draws,

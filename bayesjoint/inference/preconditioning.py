@@ -18,6 +18,7 @@ import numpy as np
 import pymc as pm
 from pymc.step_methods.hmc.quadpotential import QuadPotential
 
+from bayesjoint.inference.threads import safe_start_method
 from bayesjoint.io import attach_provenance
 
 __all__ = ["LowRankMass", "preconditioned_sample"]
@@ -287,6 +288,7 @@ def preconditioned_sample(
             progressbar=False,
             compute_convergence_checks=False,
             idata_kwargs={"log_likelihood": True},
+            **safe_start_method(cores, {}),
         )
     extra = {
         "sampler": "NUTS, mass matrix from the exact path of a Gaussian approximation",

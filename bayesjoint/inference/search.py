@@ -380,6 +380,9 @@ def _compiled_functions(model: pm.Model) -> dict[str, Any]:
 def log_posterior(problem: Any) -> LogPosterior:
     """Return the :class:`LogPosterior` of a problem, compiled once per model and cached.
 
+    The same object is returned while any reference to it is held; its compiled functions are
+    kept per model, so a new one for the same problem compiles nothing.
+
     Parameters
     ----------
     problem : JointInversion, pymc.Model or LogPosterior
@@ -400,10 +403,14 @@ def log_posterior(problem: Any) -> LogPosterior:
     _model_of(problem)  # a clear TypeError for anything else
     # one target per problem: copies from ``with_data`` share a model but not their data (the
     # compiled functions are shared per model all the same, see ``LogPosterior``)
-    target = _TARGETS.get(problem)
+    # the cache holds the target weakly: a target holds its problem, so a strong value would
+    # keep its own key alive and no problem would ever be freed (the compiled functions are
+    # cached per model and outlive the target)
+    ref = _TARGETS.get(problem)
+    target = ref() if ref is not None else None
     if target is None:
         target = LogPosterior(problem)
-        _TARGETS[problem] = target
+        _TARGETS[problem] = weakref.ref(target)
     return target
 
 

@@ -14,7 +14,7 @@ from bayesjoint._random import rng_and_seed
 from bayesjoint.inference.keywords import check_smc_arguments, checked_keywords, smc_keywords
 from bayesjoint.inference.multistart import _provenance_for, _with_log_likelihood
 from bayesjoint.inference.search import _model_of
-from bayesjoint.inference.threads import chains_running
+from bayesjoint.inference.threads import chains_running, safe_start_method
 from bayesjoint.io import attach_provenance
 
 __all__ = [
@@ -102,6 +102,7 @@ def sample_smc(
     model = _model_of(problem)
     idata_kwargs = _with_log_likelihood(kwargs)
     kwargs.setdefault("compute_convergence_checks", False)
+    kwargs.update(safe_start_method(cores, kwargs))
     with model, chains_running():
         idata = pm.sample_smc(
             draws=draws,

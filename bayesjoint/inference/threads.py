@@ -19,12 +19,25 @@ import contextlib
 import contextvars
 import ctypes
 import ctypes.util
+import logging
+import multiprocessing
 import os
 import re
+import sys
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["available_cpus", "blas_limit", "chains_running", "parallel_plan", "sampling_plan"]
+__all__ = [
+    "available_cpus",
+    "blas_limit",
+    "chains_running",
+    "jax_threads_running",
+    "parallel_plan",
+    "safe_start_method",
+    "sampling_plan",
+]
+
+_log = logging.getLogger(__name__)
 
 #: BLAS threads per running chain of the sampling call in progress (None: no plan, no limit).
 _PLAN: contextvars.ContextVar[int | None] = contextvars.ContextVar(
@@ -72,6 +85,59 @@ def parallel_plan(chains: int, cores: int | None, cpus: int | None = None) -> tu
     chains = max(1, int(chains))
     running = max(1, int(cores)) if cores is not None else min(chains, cpus)
     return running, max(1, cpus // min(running, chains))
+
+
+def jax_threads_running() -> bool:
+    """Return whether JAX has started its runtime, and with it its threads, in this process.
+
+    JAX starts them with its first computation (not on import) and installs a handler that
+    warns at every ``os.fork()`` from then on; a missing marker (another JAX version) counts as
+    started.
+    """
+    bridge = sys.modules.get("jax._src.xla_bridge")
+    if bridge is None:
+        return False
+    return bool(getattr(bridge, "_at_fork_handler_installed", True))
+
+
+def safe_start_method(cores: int | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Return ``{"mp_ctx": "forkserver"}`` where PyMC would fork its chains from JAX's threads.
+
+    PyMC starts parallel chains with the platform's default start method, ``fork`` on Linux.
+    A process forked while another thread holds a lock inherits the lock held, and JAX runs
+    threads once it has computed anything (e.g. after the ``numpyro`` route or a JAX-compiled
+    function): such a fork can hang (pymc-devs/pymc#7668). The chains then start from a
+    ``forkserver`` instead, a clean single-threaded process (the model is pickled to it, and a
+    script must guard its entry point with ``if __name__ == "__main__":``).
+
+    Parameters
+    ----------
+    cores : int or None
+        Chains run at once; 1 or None forks nothing.
+    kwargs : dict
+        The keyword arguments bound for the sampler: a given ``mp_ctx`` is kept, and
+        samplers other than PyMC's own (``nuts_sampler``) start no process.
+
+    Returns
+    -------
+    dict
+        Keyword arguments to add to the sampler's call (empty: nothing to change).
+    """
+    if cores is None or int(cores) <= 1 or kwargs.get("mp_ctx") is not None:
+        return {}
+    if kwargs.get("nuts_sampler", "pymc") != "pymc" or not jax_threads_running():
+        return {}
+    # the first of the start methods is the platform's default
+    method = multiprocessing.get_start_method(allow_none=True)
+    if (method or multiprocessing.get_all_start_methods()[0]) != "fork":
+        return {}
+    if "forkserver" not in multiprocessing.get_all_start_methods():  # pragma: no cover
+        return {"mp_ctx": "spawn"}
+    _log.info(
+        "bayesjoint: chains start from a forkserver, not by fork: JAX's threads run in this "
+        "process, and a forked chain could hang"
+    )
+    return {"mp_ctx": "forkserver"}
 
 
 def _load_pytensor_blas() -> None:
