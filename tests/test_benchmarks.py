@@ -94,3 +94,41 @@ def test_simpeg_joint_negative_control_bad_cells_fail_without_json():
     proc = _run_simpeg_joint("--cells", "2", "4", "4", block_simpeg=True)
     assert proc.returncode != 0 and proc.stdout == ""
     assert "at least 3 cells" in proc.stderr
+
+
+# -- benchmarks/sbc_repeat.py: the false-alarm rate of a family over seeds -----------------------
+REPEAT = SCRIPT.parent / "sbc_repeat.py"
+
+
+def test_sbc_repeat_counts_the_failing_seeds_and_keeps_each_result(tmp_path):
+    import xarray as xr
+    from scipy import stats
+
+    out = tmp_path / "results"
+    proc = subprocess.run(
+        [sys.executable, str(REPEAT), "--family", "linear", "--seeds", "1", "3",
+         "--simulations", "20", "--out", str(out)],
+        capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    runs, summary = lines[:-1], lines[-1]
+    assert [run["seed"] for run in runs] == [1, 2, 3] and summary["runs"] == 3
+    failures = sum(run["verdict"] == "fail" for run in runs)
+    assert summary["failures"] == failures and summary["failure_rate"] == failures / 3
+    ci = stats.binomtest(failures, 3).proportion_ci(0.95, method="exact")
+    assert summary["failure_rate_95ci"] == [round(ci.low, 4), round(ci.high, 4)]
+    assert sum(summary["flagged_counts"].values()) == sum(len(r["flagged"]) for r in runs)
+    # each seed's result kept, with the verdict printed for it
+    for run in runs:
+        ds = xr.load_dataset(out / f"{run['seed']}.nc")
+        assert ds.sizes["simulation"] == 20 and ds.attrs["verdict"] == run["verdict"]
+
+
+def test_sbc_repeat_refuses_an_empty_seed_range_without_json():
+    proc = subprocess.run(
+        [sys.executable, str(REPEAT), "--family", "linear", "--seeds", "3", "1"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0 and proc.stdout == ""
+    assert "LAST >= FIRST" in proc.stderr
