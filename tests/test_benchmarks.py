@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "physics.py"
@@ -100,29 +101,68 @@ def test_simpeg_joint_negative_control_bad_cells_fail_without_json():
 REPEAT = SCRIPT.parent / "sbc_repeat.py"
 
 
-def test_sbc_repeat_counts_the_failing_seeds_and_keeps_each_result(tmp_path):
-    import xarray as xr
-    from scipy import stats
-
-    out = tmp_path / "results"
+def _repeat(tmp_path, *args: str) -> tuple[list[dict], dict]:
     proc = subprocess.run(
-        [sys.executable, str(REPEAT), "--family", "linear", "--seeds", "1", "3",
-         "--simulations", "20", "--out", str(out)],
-        capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path,
+        [sys.executable, str(REPEAT), *args], capture_output=True, text=True, timeout=300,
+        check=False, cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
-    runs, summary = lines[:-1], lines[-1]
-    assert [run["seed"] for run in runs] == [1, 2, 3] and summary["runs"] == 3
+    return lines[:-1], lines[-1]
+
+
+def _check_summary(runs: list[dict], summary: dict) -> int:
+    from scipy import stats
+
     failures = sum(run["verdict"] == "fail" for run in runs)
-    assert summary["failures"] == failures and summary["failure_rate"] == failures / 3
-    ci = stats.binomtest(failures, 3).proportion_ci(0.95, method="exact")
+    assert summary["runs"] == len(runs) and summary["failures"] == failures
+    assert summary["failure_rate"] == failures / len(runs)
+    ci = stats.binomtest(failures, len(runs)).proportion_ci(0.95, method="exact")
     assert summary["failure_rate_95ci"] == [round(ci.low, 4), round(ci.high, 4)]
     assert sum(summary["flagged_counts"].values()) == sum(len(r["flagged"]) for r in runs)
-    # each seed's result kept, with the verdict printed for it
-    for run in runs:
-        ds = xr.load_dataset(out / f"{run['seed']}.nc")
+    return failures
+
+
+def test_sbc_repeat_keeps_each_seeds_result_and_pools_their_ranks(tmp_path):
+    import xarray as xr
+
+    out = tmp_path / "results"
+    runs, summary = _repeat(
+        tmp_path,
+        "--family",
+        "linear",
+        "--seeds",
+        "1",
+        "3",
+        "--simulations",
+        "20",
+        "--out",
+        str(out),
+    )
+    assert [run["seed"] for run in runs] == [1, 2, 3]
+    _check_summary(runs, summary)
+    datasets = [xr.load_dataset(out / f"{run['seed']}.nc") for run in runs]
+    for run, ds in zip(runs, datasets, strict=True):
         assert ds.sizes["simulation"] == 20 and ds.attrs["verdict"] == run["verdict"]
+    # the pooled mean ranks, recomputed from the kept files: ranks uniform on 0..L
+    ranks = np.concatenate([ds["rank"].values for ds in datasets])
+    n_ranks = int(datasets[0].attrs["n_ranks"])
+    z = (ranks.mean(axis=0) - (n_ranks - 1) / 2) / np.sqrt((n_ranks**2 - 1) / 12 / 60)
+    quantities = [str(q) for q in datasets[0]["quantity"].values]
+    assert summary["pooled"]["simulations"] == 60
+    assert list(summary["pooled"]["mean_rank_z"]) == quantities
+    np.testing.assert_allclose(list(summary["pooled"]["mean_rank_z"].values()), z, atol=0.006)
+
+
+def test_sbc_repeat_counts_every_seed_of_the_negative_control_as_failing(tmp_path):
+    # data twice as noisy as the fit assumes: every verdict fails (100 of 100 seeds at 200
+    # simulations, docs/calibration.md; 20 simulations suffice for the log-likelihoods)
+    runs, summary = _repeat(
+        tmp_path, "--family", "negative-control", "--seeds", "1", "2", "--simulations", "20"
+    )
+    assert _check_summary(runs, summary) == 2 == summary["runs"]
+    assert summary["flagged_counts"].get("loglik[blurred]") == 2
+    assert "pooled" not in summary  # nothing kept, nothing pooled
 
 
 def test_sbc_repeat_refuses_an_empty_seed_range_without_json():

@@ -13,6 +13,7 @@ from bayesjoint.inference.threads import (
     chains_running,
     jax_threads_running,
     parallel_plan,
+    pymc_default_start_method,
     safe_start_method,
     sampling_plan,
 )
@@ -176,26 +177,54 @@ def test_only_the_chains_run_with_the_limited_blas_pool(problem, monkeypatch):
     assert seen["laplace"] == 2  # the MAP and mass matrix before them keep the pool
 
 
+def test_pymc_default_start_method_is_the_one_pymc_picks(monkeypatch):
+    import platform
+
+    from pymc.sampling.parallel import _initialize_multiprocessing_context
+
+    def pymcs() -> str:
+        return _initialize_multiprocessing_context(None, quiet=True).get_start_method()
+
+    assert pymc_default_start_method() == pymcs()  # this machine, as it is
+    monkeypatch.setattr(platform, "system", lambda: "Darwin")
+    for processor, expected in (("arm", "fork"), ("i386", "forkserver")):
+        monkeypatch.setattr(platform, "processor", lambda p=processor: p)
+        assert pymc_default_start_method() == pymcs() == expected
+
+
 def test_safe_start_method_switches_to_forkserver_only_when_jax_threads_would_be_forked(
     monkeypatch,
 ):
     import sys
     import types
 
+    from bayesjoint.inference import threads
+
     bridge = types.ModuleType("jax._src.xla_bridge")
     monkeypatch.setitem(sys.modules, "jax._src.xla_bridge", bridge)
-    monkeypatch.setattr(multiprocessing, "get_start_method", lambda allow_none=False: "fork")
+    monkeypatch.setattr(threads, "pymc_default_start_method", lambda: "fork")
     bridge._at_fork_handler_installed = False  # imported, nothing computed: no thread yet
     assert not jax_threads_running() and safe_start_method(2, {}) == {}
     bridge._at_fork_handler_installed = True
     assert jax_threads_running()
     assert safe_start_method(2, {}) == {"mp_ctx": "forkserver"}
-    # nothing forks: one chain at a time, or another sampler; a caller's mp_ctx is kept
-    assert safe_start_method(1, {}) == safe_start_method(None, {}) == {}
+    # nothing forks: one chain at a time or one chain in all, or another sampler
+    assert safe_start_method(1, {}) == safe_start_method(2, {}, chains=1) == {}
     assert safe_start_method(2, {"nuts_sampler": "nutpie"}) == {}
-    assert safe_start_method(2, {"mp_ctx": "fork"}) == {}
-    # a platform that does not fork by default keeps its own
-    monkeypatch.setattr(multiprocessing, "get_start_method", lambda allow_none=False: "spawn")
+    # a caller's mp_ctx is kept, even None (PyMC's default)
+    assert safe_start_method(2, {"mp_ctx": "fork"}) == safe_start_method(2, {"mp_ctx": None}) == {}
+    # cores=None is PyMC's default: parallel on more than one CPU
+    monkeypatch.setattr(threads, "available_cpus", lambda: 2)
+    assert safe_start_method(None, {}) == {"mp_ctx": "forkserver"}
+    monkeypatch.setattr(threads, "available_cpus", lambda: 1)
+    assert safe_start_method(None, {}) == {}
+    # the BLAS plan reaches chains that are not forked through PyMC's blas_cores
+    with sampling_plan(3):
+        assert safe_start_method(2, {}, chains=4) == {"mp_ctx": "forkserver", "blas_cores": 6}
+        assert safe_start_method(4, {}, chains=2)["blas_cores"] == 6
+        assert "blas_cores" not in safe_start_method(2, {"blas_cores": 8}, chains=4)
+    # a start method that does not fork is PyMC's own choice, kept
+    monkeypatch.setattr(threads, "pymc_default_start_method", lambda: "spawn")
     assert safe_start_method(2, {}) == {}
     monkeypatch.delitem(sys.modules, "jax._src.xla_bridge")
     assert not jax_threads_running()
@@ -211,17 +240,20 @@ def main():
     jnp.ones(3).sum().block_until_ready()  # JAX's runtime and its threads start here
     x = bj.Parameter("x", shape=2, prior=bj.priors.Normal(0.0, 1.0))
     obs = bj.Modality("a", bj.physics.Linear(np.eye(2), input="x"), [0.5, -0.2],
-                      bj.noise.Gaussian(bj.priors.HalfNormal(1.0)))
+                      bj.noise.Gaussian(0.5))
     problem = bj.JointInversion(latent=[x], modalities=[obs])
     out = {}
     for name, extra in (("fork", {"mp_ctx": "fork"}), ("default", {})):
         with warnings.catch_warnings(record=True) as seen:
             warnings.simplefilter("always")
-            idata = problem.sample(method="nuts-plain", draws=30, tune=30, chains=2, cores=2,
+            # nuts: its step holds the model's kept density-and-gradient function, pickled
+            # to a forkserver's chains
+            idata = problem.sample(method="nuts", draws=30, tune=30, chains=2, cores=2,
                                    random_seed=5, progressbar=False, **extra)
         out[name] = {
             "fork_warnings": sum("os.fork()" in str(w.message) for w in seen),
             "x": idata.posterior["x"].values.tolist(),
+            "route": idata.posterior.attrs["route"],
         }
     print(json.dumps(out))
 
@@ -246,6 +278,7 @@ def test_chains_after_jax_start_without_forking_its_threads_and_draw_the_same(tm
     # negative control: forked explicitly, JAX warns that the chains may hang
     assert out["fork"]["fork_warnings"] >= 1
     assert out["default"]["fork_warnings"] == 0
-    assert "chains start from a forkserver" in run.stderr
+    assert out["fork"]["route"] == out["default"]["route"] == "nuts"
+    assert "the chains start from a forkserver" in run.stderr
     # the start method changes where the chains run, not what they draw
     assert out["default"]["x"] == out["fork"]["x"]

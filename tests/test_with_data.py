@@ -320,12 +320,19 @@ def test_with_data_nuts_routes_equal_a_freshly_built_problem(method):
     problem = _cubic_problem()
     data = {"cubic": np.array([1.5, 0.8])}
     kw = dict(method=method, draws=50, tune=50, chains=1, random_seed=SEED, progressbar=False)
+    # the original samples first: what it compiles and keeps per model (the nuts route's
+    # density-and-gradient function) then serves the copy
+    before = problem.sample(**kw)
     copy = problem.with_data(data)
     assert copy.model is problem.model
     got = copy.sample(**kw)
     ref = _rebuilt(problem, data).sample(**kw)
     np.testing.assert_allclose(got.posterior["x"].values, ref.posterior["x"].values, atol=1e-9)
     np.testing.assert_array_equal(got.observed_data["cubic"].values, data["cubic"])
+    # ... and the original, sampled again after its copy, reads its own data again
+    again = problem.sample(**kw)
+    np.testing.assert_allclose(again.posterior["x"].values, before.posterior["x"].values, atol=1e-9)
+    assert not np.allclose(got.posterior["x"].values, before.posterior["x"].values)
 
 
 def test_with_data_nuts_refit_compiles_no_c_module_and_reuses_the_log_posterior():

@@ -1621,7 +1621,7 @@ def _theta_run(
         kwargs["idata_kwargs"] = {**idata_kwargs, "log_likelihood": False}
     if "step" not in kwargs:
         kwargs["target_accept"] = accept
-    kwargs.update(safe_start_method(cores, kwargs))
+    kwargs.update(safe_start_method(cores, kwargs, chains))
     with collapsed.model, warnings.catch_warnings(), chains_running():
         # nutpie (numba): the factorization Ops have no numba code and run their numpy/LAPACK
         # perform in object mode, as intended

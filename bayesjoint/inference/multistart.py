@@ -290,8 +290,7 @@ def _nuts_from_modes(
             progressbar=progressbar,
             compute_convergence_checks=False,
             idata_kwargs=idata_kwargs,
-            **sample_kwargs,
-            **safe_start_method(cores, sample_kwargs),
+            **{**sample_kwargs, **safe_start_method(cores, sample_kwargs, len(started))},
         )
 
 

@@ -319,7 +319,7 @@ def sample_nuts(
     elif "step" not in kwargs:
         kwargs["target_accept"] = target_accept
         info["mass_matrix"] = "diagonal, adapted (PyMC default)"
-    kwargs.update(safe_start_method(cores, kwargs))
+    kwargs.update(safe_start_method(cores, kwargs, chains))
     with model, chains_running():
         idata = pm.sample(
             draws=draws,

@@ -288,7 +288,7 @@ def preconditioned_sample(
             progressbar=False,
             compute_convergence_checks=False,
             idata_kwargs={"log_likelihood": True},
-            **safe_start_method(cores, {}),
+            **safe_start_method(cores, {}, chains),
         )
     extra = {
         "sampler": "NUTS, mass matrix from the exact path of a Gaussian approximation",

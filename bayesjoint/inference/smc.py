@@ -102,7 +102,7 @@ def sample_smc(
     model = _model_of(problem)
     idata_kwargs = _with_log_likelihood(kwargs)
     kwargs.setdefault("compute_convergence_checks", False)
-    kwargs.update(safe_start_method(cores, kwargs))
+    kwargs.update(safe_start_method(cores, kwargs, chains))
     with model, chains_running():
         idata = pm.sample_smc(
             draws=draws,

@@ -22,9 +22,10 @@ import ctypes.util
 import logging
 import multiprocessing
 import os
+import platform
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "chains_running",
     "jax_threads_running",
     "parallel_plan",
+    "pymc_default_start_method",
     "safe_start_method",
     "sampling_plan",
 ]
@@ -100,44 +102,70 @@ def jax_threads_running() -> bool:
     return bool(getattr(bridge, "_at_fork_handler_installed", True))
 
 
-def safe_start_method(cores: int | None, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Return ``{"mp_ctx": "forkserver"}`` where PyMC would fork its chains from JAX's threads.
+def pymc_default_start_method() -> str:
+    """Return the start method PyMC gives parallel chains when no ``mp_ctx`` is passed.
 
-    PyMC starts parallel chains with the platform's default start method, ``fork`` on Linux.
-    A process forked while another thread holds a lock inherits the lock held, and JAX runs
+    Python's default (``fork`` on Linux up to Python 3.13), except on macOS, where PyMC picks
+    ``fork`` on ARM processors and ``forkserver`` otherwise
+    (``pymc.sampling.parallel._initialize_multiprocessing_context``).
+    """
+    if platform.system() == "Darwin":
+        return "fork" if platform.processor() == "arm" else "forkserver"
+    # a start method set by the program, else the platform's default (the first listed)
+    method = multiprocessing.get_start_method(allow_none=True)
+    return method or multiprocessing.get_all_start_methods()[0]
+
+
+def safe_start_method(
+    cores: int | None, kwargs: Mapping[str, Any], chains: int | None = None
+) -> dict[str, Any]:
+    """Return ``{"mp_ctx": "forkserver", ...}`` where PyMC would fork chains from JAX's threads.
+
+    PyMC starts parallel chains by ``fork`` on Linux (and on macOS with ARM processors). A
+    process forked while another thread holds a lock inherits the lock held, and JAX runs
     threads once it has computed anything (e.g. after the ``numpyro`` route or a JAX-compiled
     function): such a fork can hang (pymc-devs/pymc#7668). The chains then start from a
-    ``forkserver`` instead, a clean single-threaded process (the model is pickled to it, and a
-    script must guard its entry point with ``if __name__ == "__main__":``).
+    ``forkserver`` instead, a clean single-threaded process: the step method is pickled to
+    it, and a script must guard its entry point with ``if __name__ == "__main__":``. A forked
+    chain inherits the BLAS limit of :func:`chains_running`; one started otherwise gets it
+    from PyMC's ``blas_cores`` (``cores`` × the plan's threads per chain), passed along.
 
     Parameters
     ----------
     cores : int or None
-        Chains run at once; 1 or None forks nothing.
-    kwargs : dict
-        The keyword arguments bound for the sampler: a given ``mp_ctx`` is kept, and
-        samplers other than PyMC's own (``nuts_sampler``) start no process.
+        Chains run at once; None is PyMC's default, which runs chains in parallel on a
+        machine with more than one CPU.
+    kwargs : mapping
+        The keyword arguments bound for the sampler: a given ``mp_ctx`` (or ``blas_cores``)
+        is kept, and samplers other than PyMC's own (``nuts_sampler``) start no process.
+    chains : int, optional
+        Number of chains: one starts no process.
 
     Returns
     -------
     dict
         Keyword arguments to add to the sampler's call (empty: nothing to change).
     """
-    if cores is None or int(cores) <= 1 or kwargs.get("mp_ctx") is not None:
+    if "mp_ctx" in kwargs or kwargs.get("nuts_sampler", "pymc") != "pymc":
         return {}
-    if kwargs.get("nuts_sampler", "pymc") != "pymc" or not jax_threads_running():
+    if chains is not None and int(chains) <= 1:
         return {}
-    # the first of the start methods is the platform's default
-    method = multiprocessing.get_start_method(allow_none=True)
-    if (method or multiprocessing.get_all_start_methods()[0]) != "fork":
+    parallel = available_cpus() > 1 if cores is None else int(cores) > 1
+    if not parallel or not jax_threads_running() or pymc_default_start_method() != "fork":
         return {}
-    if "forkserver" not in multiprocessing.get_all_start_methods():  # pragma: no cover
-        return {"mp_ctx": "spawn"}
-    _log.info(
-        "bayesjoint: chains start from a forkserver, not by fork: JAX's threads run in this "
-        "process, and a forked chain could hang"
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    _log.warning(
+        "bayesjoint: the chains start from a %s, not by fork: JAX's threads run in this process "
+        "and a forked chain could hang. A script must guard its entry point with "
+        '`if __name__ == "__main__":`; sample(mp_ctx="fork") forks all the same.',
+        method,
     )
-    return {"mp_ctx": "forkserver"}
+    extra: dict[str, Any] = {"mp_ctx": method}
+    plan = _PLAN.get()
+    if plan is not None and cores is not None and "blas_cores" not in kwargs:
+        running = int(cores) if chains is None else min(int(cores), int(chains))
+        extra["blas_cores"] = running * plan
+    return extra
 
 
 def _load_pytensor_blas() -> None:
@@ -171,7 +199,8 @@ def blas_limit(threads: int) -> Iterator[dict[str, Any]]:
 
     Notes
     -----
-    Uses :mod:`threadpoolctl` (a dependency of PyMC). Chains that PyMC forks inherit the limit.
+    Uses :mod:`threadpoolctl` (a dependency of PyMC). Chains that PyMC forks inherit the limit
+    (started otherwise, they get it from PyMC's ``blas_cores``: :func:`safe_start_method`).
     The BLAS library pytensor's compiled code links (``pytensor.config.blas__ldflags``) is
     loaded first, so that a model compiled inside the block is limited too.
     """
