@@ -32,8 +32,12 @@ which depends on k_tx and k_tl only through their product (and on d_m, d_p symme
 protein assay alone leaves a ridge ln k_tx + ln k_tl = const along which only the prior
 decides; the mRNA assay measures k_tx and d_m, which breaks it.
 
-Three inversions of the same data, each with ``problem.sample()`` (route ``nuts``: the ODE is
-nonlinear): protein alone, mRNA alone, both. Checks (``"checks"`` in the JSON line):
+Three inversions of the same data: protein alone, mRNA alone, both. The mRNA-alone and joint
+runs take ``problem.sample()``'s route (``nuts``: the ODE is nonlinear). The protein-alone
+posterior reaches across the fold d_m = d_p (the protein curve is symmetric in the two rates)
+into the mirror region, where NUTS diverges now and then; it is sampled by SMC with
+random-walk Metropolis moves, checked against quadrature in the tests. Checks (``"checks"`` in
+the JSON line):
 
 * ``ode_matches_closed_form``: the ODE physics at the true rates equals the closed form above
   (and m(t) = k_tx/d_m (1 − e^{−d_m t})) to relative error 1e-6;
@@ -323,16 +327,20 @@ def main(argv: list[str] | None = None) -> dict:
     runs, by_run = {}, {}
     for k, name in enumerate(("protein_only", "mrna_only", "joint")):
         tic = time.time()
-        # The protein-alone posterior bends in (ln d_m, ln d_p) (the protein curve is symmetric
-        # in the two rates); a smaller step (target_accept 0.95) follows the bend without
-        # divergences. The other runs use the default.
-        # Its draws are also more correlated in the tails of those rates: twice the draws keep
-        # the tail ESS above diagnose's 400 (--quick).
-        extra = {"target_accept": 0.95} if name == "protein_only" else {}
-        if name == "protein_only" and args.quick:
-            extra["draws"] = 2 * settings["draws"]
+        # The protein alone cannot tell d_m from d_p (its curve is symmetric in them): its
+        # posterior reaches across the fold d_m = d_p into the mirror region that the priors
+        # disfavour (2.2 % of its mass at seed 4, 0.3 % at seed 6, by quadrature in
+        # tests/test_case_studies_beyond_bio.py). NUTS diverges now and then on the way there
+        # (1 divergent transition in 8,000 draws at seed 6, even at target_accept 0.99), so
+        # this run uses SMC with random-walk Metropolis moves, which matches the quadrature;
+        # its independent-proposal kernel (IMH) misses most of the mirror mass. The other
+        # runs use the default route.
+        extra: dict[str, Any] = {}
+        if name == "protein_only":
+            extra = {"method": "smc", "kernel": "MH", "tune": None}
+        kwargs = {k_: v for k_, v in {**settings, **extra}.items() if v is not None}
         runs[name] = problems[name].sample(
-            random_seed=args.seed + 10 * k, progressbar=False, **{**settings, **extra}
+            random_seed=args.seed + 10 * k, progressbar=False, **kwargs
         )
         by_run[name] = run_figures(runs[name], time.time() - tic)
     prot, mrna, joint = by_run["protein_only"], by_run["mrna_only"], by_run["joint"]
