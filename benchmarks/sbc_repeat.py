@@ -26,14 +26,27 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
+import xarray as xr
 from sbc import FAMILIES, SETTINGS, family
 from scipy import stats
 
 from bayesjoint.calibration import _atomic_write_netcdf, ecdf_verdict, sbc
 
 
-def pooled(datasets: list) -> dict[str, Any]:
-    """The verdict and mean-rank z-scores of all the datasets' simulations together."""
+def pooled(datasets: list[xr.Dataset]) -> dict[str, Any]:
+    """The verdict and mean-rank z-scores of all the datasets' simulations together.
+
+    Parameters
+    ----------
+    datasets : list of xarray.Dataset
+        :func:`~bayesjoint.validate.sbc` results of one family (same quantities, same L + 1).
+
+    Returns
+    -------
+    dict
+        ``simulations``; ``verdict`` and ``flagged`` by the band for that many simulations;
+        ``mean_rank_z`` per quantity (see the module's docstring).
+    """
     ranks = np.concatenate([ds["rank"].values for ds in datasets])
     quantities = [str(q) for q in datasets[0]["quantity"].values]
     n_ranks = int(datasets[0].attrs["n_ranks"])

@@ -213,10 +213,10 @@ def test_safe_start_method_switches_to_forkserver_only_when_jax_threads_would_be
     assert safe_start_method(2, {"nuts_sampler": "nutpie"}) == {}
     # a caller's mp_ctx is kept, even None (PyMC's default)
     assert safe_start_method(2, {"mp_ctx": "fork"}) == safe_start_method(2, {"mp_ctx": None}) == {}
-    # cores=None is PyMC's default: parallel on more than one CPU
-    monkeypatch.setattr(threads, "available_cpus", lambda: 2)
+    # cores=None is PyMC's default, half the CPU count: parallel from 4 CPUs on
+    monkeypatch.setattr(multiprocessing, "cpu_count", lambda: 4)
     assert safe_start_method(None, {}) == {"mp_ctx": "forkserver"}
-    monkeypatch.setattr(threads, "available_cpus", lambda: 1)
+    monkeypatch.setattr(multiprocessing, "cpu_count", lambda: 3)
     assert safe_start_method(None, {}) == {}
     # the BLAS plan reaches chains that are not forked through PyMC's blas_cores
     with sampling_plan(3):

@@ -128,13 +128,14 @@ def safe_start_method(
     ``forkserver`` instead, a clean single-threaded process: the step method is pickled to
     it, and a script must guard its entry point with ``if __name__ == "__main__":``. A forked
     chain inherits the BLAS limit of :func:`chains_running`; one started otherwise gets it
-    from PyMC's ``blas_cores`` (``cores`` × the plan's threads per chain), passed along.
+    from PyMC's ``blas_cores`` (``cores`` × the plan's threads per chain), passed along when
+    ``cores`` is given (the sampling routes always give it).
 
     Parameters
     ----------
     cores : int or None
-        Chains run at once; None is PyMC's default, which runs chains in parallel on a
-        machine with more than one CPU.
+        Chains run at once; None is PyMC's default: half the CPU count (PyMC takes every
+        second CPU for a hyperthread), at most 4 in ``pymc.sample``.
     kwargs : mapping
         The keyword arguments bound for the sampler: a given ``mp_ctx`` (or ``blas_cores``)
         is kept, and samplers other than PyMC's own (``nuts_sampler``) start no process.
@@ -150,7 +151,8 @@ def safe_start_method(
         return {}
     if chains is not None and int(chains) <= 1:
         return {}
-    parallel = available_cpus() > 1 if cores is None else int(cores) > 1
+    # cores=None: PyMC's default, multiprocessing.cpu_count() // 2 (pymc.sampling.parallel)
+    parallel = (multiprocessing.cpu_count() // 2 if cores is None else int(cores)) > 1
     if not parallel or not jax_threads_running() or pymc_default_start_method() != "fork":
         return {}
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
