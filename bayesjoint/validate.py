@@ -17,6 +17,7 @@ from bayesjoint.calibration import sbc
 
 __all__ = [
     "CUBIC_BASINS",
+    "CModuleWatch",
     "ExactComparison",
     "TaylorResult",
     "blur_and_points_problem",
@@ -208,6 +209,71 @@ def compare_with_exact(
         max_rhat=float(np.max(rhat)),
         passed=passed,
     )
+
+
+class CModuleWatch:
+    """Record the C modules pytensor's module cache is asked for inside a ``with`` block.
+
+    A graph compiled to C asks the on-disk module cache for its module by key; a key not in the
+    cache is compiled by the C compiler. Inside the block every key asked for is appended to
+    :attr:`keys` and every compilation counted in :attr:`compiled`, so that "a refit compiles
+    nothing" can be checked: no new key, no compilation.
+
+    Attributes
+    ----------
+    keys : list
+        The module keys asked for, in order (repeats included).
+    compiled : int
+        C compilations run.
+
+    Examples
+    --------
+    >>> import numpy as np, pytensor, pytensor.tensor as pt
+    >>> x = pt.dvector("x")
+    >>> with CModuleWatch() as watch:
+    ...     f = pytensor.function([x], pt.exp(x) + 1.0)
+    >>> mark = len(watch.keys)
+    >>> with watch:
+    ...     g = pytensor.function([x], pt.exp(x) + 1.0)  # the same graph again
+    >>> watch.new_since(mark, watch.keys[:mark])
+    []
+    """
+
+    def __init__(self) -> None:
+        self.keys: list = []
+        self.compiled = 0
+        self._saved: tuple | None = None
+
+    def new_since(self, mark: int, seen: Sequence) -> list:
+        """Return the keys asked for after position ``mark`` that are not among ``seen``."""
+        known = set(seen)
+        return [key for key in self.keys[mark:] if key not in known]
+
+    def __enter__(self) -> CModuleWatch:
+        from pytensor.link.c import cmodule
+
+        lookup = cmodule.ModuleCache.module_from_key
+        compile_str = cmodule.GCC_compiler.compile_str
+        self._saved = (lookup, compile_str)
+
+        def spy_lookup(cache: Any, key: Any, lnk: Any) -> Any:
+            self.keys.append(key)
+            return lookup(cache, key, lnk)
+
+        def spy_compile(*args: Any, **kwargs: Any) -> Any:
+            self.compiled += 1
+            return compile_str(*args, **kwargs)
+
+        cmodule.ModuleCache.module_from_key = spy_lookup
+        cmodule.GCC_compiler.compile_str = staticmethod(spy_compile)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        from pytensor.link.c import cmodule
+
+        lookup, compile_str = self._saved
+        cmodule.ModuleCache.module_from_key = lookup
+        cmodule.GCC_compiler.compile_str = staticmethod(compile_str)
 
 
 def blur_matrix(n: int, width: float) -> np.ndarray:

@@ -34,10 +34,9 @@ import sys
 import time
 
 import numpy as np
-from pytensor.link.c import cmodule
 
 import bayesjoint as bj
-from bayesjoint.validate import blur_matrix
+from bayesjoint.validate import CModuleWatch, blur_matrix
 
 
 def _problem(kind: str, data: dict | None = None) -> bj.JointInversion:
@@ -64,35 +63,6 @@ def _sample_kwargs(route: str, draws: int) -> dict:
     return {"draws": draws, "tune": draws, "chains": 2}
 
 
-class _CModules:
-    """Count the C modules compiled graphs ask pytensor's module cache for, and compilations."""
-
-    def __init__(self) -> None:
-        self.keys: list = []
-        self.compiled = 0
-        self._lookup = cmodule.ModuleCache.module_from_key
-        self._compile = cmodule.GCC_compiler.compile_str
-
-    def __enter__(self) -> _CModules:
-        lookup, compile_str = self._lookup, self._compile
-
-        def spy_lookup(cache, key, lnk):
-            self.keys.append(key)
-            return lookup(cache, key, lnk)
-
-        def spy_compile(*args, **kwargs):
-            self.compiled += 1
-            return compile_str(*args, **kwargs)
-
-        cmodule.ModuleCache.module_from_key = spy_lookup
-        cmodule.GCC_compiler.compile_str = staticmethod(spy_compile)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        cmodule.ModuleCache.module_from_key = self._lookup
-        cmodule.GCC_compiler.compile_str = staticmethod(self._compile)
-
-
 def _timed(into: list, fn, *args, **kwargs):
     """Call ``fn``; append its (wall, CPU) seconds to ``into``; return its result."""
     t0, c0 = time.perf_counter(), _cpu_seconds()
@@ -107,7 +77,7 @@ def _cpu_seconds() -> float:
     return time.process_time() + children.children_user + children.children_system
 
 
-def _counted(watch: _CModules, seen: set, counts: dict, phase: str, fn, *args, **kwargs):
+def _counted(watch: CModuleWatch, seen: set, counts: dict, phase: str, fn, *args, **kwargs):
     """Call ``fn``; add its C compilations and C modules not in ``seen`` to ``counts[phase]``."""
     mark, compiled = len(watch.keys), watch.compiled
     result = fn(*args, **kwargs)
@@ -144,10 +114,10 @@ def _route(route: str, repeats: int, draws: int, rng: np.random.Generator) -> di
     counts = {f"{k}_{c}": 0 for k in PHASES for c in ("c_compiles", "new_c_modules")}
     seen: set = set()
 
-    def phase(watch: _CModules, name: str, fn, *args):
+    def phase(watch: CModuleWatch, name: str, fn, *args):
         return _counted(watch, seen, counts, name, _timed, times[name], fn, *args)
 
-    with _CModules() as watch:
+    with CModuleWatch() as watch:
         base = _problem(route, {"a": rng.standard_normal(8)})
         # the shared model and its compiled functions exist from here on
         phase(watch, "first_fit", _sample, base, kw)

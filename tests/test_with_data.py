@@ -20,18 +20,15 @@ within 5 Monte Carlo standard errors (independent draws: ``sd / √S``).
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import pymc as pm
 import pytest
 import scipy.stats
-from pytensor.link.c import cmodule
 
 import bayesjoint as bj
 from bayesjoint.inference.collapsed import CollapsedProblem, collapsed_problem
 from bayesjoint.inference.search import LogPosterior
-from bayesjoint.validate import blur_and_points_problem, blur_matrix
+from bayesjoint.validate import CModuleWatch, blur_and_points_problem, blur_matrix
 
 SEED = 20261207
 
@@ -99,43 +96,6 @@ def test_with_data_exact_route_equals_a_freshly_built_problem(linear):
     )
 
 
-class _CModules:
-    """The keys of the C modules that compiled graphs ask pytensor's module cache for."""
-
-    def __init__(self):
-        self.keys: list = []
-        self.compiled = 0
-
-    def new_since(self, mark: int, seen: list) -> list:
-        """Return the keys asked for after ``mark`` that are not among ``seen``."""
-        known = set(seen)
-        return [key for key in self.keys[mark:] if key not in known]
-
-
-@contextlib.contextmanager
-def _watch_c_modules():
-    """Record every C module key asked for (and every compilation) inside the block."""
-    watch = _CModules()
-    lookup = cmodule.ModuleCache.module_from_key
-    compile_str = cmodule.GCC_compiler.compile_str
-
-    def spy_lookup(self, key, lnk):
-        watch.keys.append(key)
-        return lookup(self, key, lnk)
-
-    def spy_compile(*args, **kwargs):
-        watch.compiled += 1
-        return compile_str(*args, **kwargs)
-
-    mp = pytest.MonkeyPatch()
-    mp.setattr(cmodule.ModuleCache, "module_from_key", spy_lookup)
-    mp.setattr(cmodule.GCC_compiler, "compile_str", staticmethod(spy_compile))
-    try:
-        yield watch
-    finally:
-        mp.undo()
-
-
 def _learned_sd_problem(n: int = 8, width: float = 1.5, seed: int = 3) -> bj.JointInversion:
     rng = np.random.default_rng(seed)
     x = bj.Parameter("x", shape=n, prior=bj.priors.Normal(0.0, 1.0))
@@ -158,7 +118,7 @@ def collapsed_refit():
     """A collapsed fit, a refit of new data on it, a fresh build on those data (C keys watched)."""
     problem = _learned_sd_problem()
     data = {"a": np.random.default_rng(4).standard_normal(8) * 2.0}
-    with _watch_c_modules() as watch:
+    with CModuleWatch() as watch:
         first = problem.sample(**COLLAPSED_KW)
         first_keys = list(watch.keys)
         copy = problem.with_data(data)
@@ -338,7 +298,7 @@ def test_with_data_nuts_routes_equal_a_freshly_built_problem(method):
 def test_with_data_nuts_refit_compiles_no_c_module_and_reuses_the_log_posterior():
     problem = _cubic_problem()
     kw = dict(method="nuts", draws=30, tune=30, chains=1, cores=1, random_seed=SEED)
-    with _watch_c_modules() as watch:
+    with CModuleWatch() as watch:
         problem.sample(progressbar=False, **kw)
         first, compiled = list(watch.keys), watch.compiled
         copy = problem.with_data({"cubic": np.array([1.5, 0.8])})

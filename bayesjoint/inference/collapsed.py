@@ -1269,31 +1269,34 @@ class CollapsedProblem:
         product ``p(m) Π N(r_i; 0, σ²)``, and the normalizer turns it into the evidence of the
         normalized joint prior.
         """
+        return self._shared("model", self._build_model)
+
+    def _shared(self, key: str, build: Any) -> Any:
+        """Return ``build()``, made once and kept for every copy, with this copy's data bound."""
         state = self._shared_state
-        if "model" not in state:
-            with pm.Model() as model:
-                theta = self.build_theta()
-                pm.Potential("log_marginal_likelihood", self.log_marginal_likelihood_graph(theta))
-                for name, coupling in self._couplings.items():
-                    # in build order, fixed linear links too: links sharing fields with a learned
-                    # one are normalized jointly; the full model's build has warned already
-                    if isinstance(coupling, Petrophysical):
-                        key = self._plan.scatter.get(name)
-                        scatter = None if key is None else theta[key]
-                        coupling.build_normalizer(scatter, self._latent, warn=False)
-            state["model"] = model
+        if key not in state:
+            state[key] = build()
         self._bind()
-        return state["model"]
+        return state[key]
+
+    def _build_model(self) -> pm.Model:
+        with pm.Model() as model:
+            theta = self.build_theta()
+            pm.Potential("log_marginal_likelihood", self.log_marginal_likelihood_graph(theta))
+            for name, coupling in self._couplings.items():
+                # in build order, fixed linear links too: links sharing fields with a learned
+                # one are normalized jointly; the full model's build has warned already
+                if isinstance(coupling, Petrophysical):
+                    key = self._plan.scatter.get(name)
+                    scatter = None if key is None else theta[key]
+                    coupling.build_normalizer(scatter, self._latent, warn=False)
+        return model
 
     # -- conditional draws --------------------------------------------------------------------
     @property
     def _conditional_function(self) -> Any:
         """The compiled conditional pieces at one ``θ`` (shared by copies, bound to this one)."""
-        state = self._shared_state
-        if "conditional" not in state:
-            state["conditional"] = self._compile_conditional()
-        self._bind()
-        return state["conditional"]
+        return self._shared("conditional", self._compile_conditional)
 
     def _compile_conditional(self) -> Any:
         scalars = self._scalars()
@@ -1315,11 +1318,7 @@ class CollapsedProblem:
         are broadcast. None when pytensor cannot vectorize the graph. Compiled once, shared by
         copies (the data are its shared inputs).
         """
-        state = self._shared_state
-        if "batched" not in state:
-            state["batched"] = self._compile_batched()
-        self._bind()
-        return state["batched"]
+        return self._shared("batched", self._compile_batched)
 
     def _compile_batched(self) -> Any:
         from pytensor.graph.replace import vectorize_graph
